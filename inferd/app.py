@@ -1,0 +1,65 @@
+"""Composition root of a worker: `create_app(settings)` wires store, holder, reloader
+and resources into a Falcon WSGI app. `app` is what gunicorn imports
+(`inferd.app:app`), once per worker, after the fork."""
+
+from __future__ import annotations
+
+import logging
+
+import falcon
+
+from inferd import logs
+from inferd.errors import InferdError
+from inferd.holder import ModelHolder
+from inferd.reload import Reloader, open_reloader
+from inferd.settings import Settings, load_settings
+from inferd.web import errors, resources
+from inferd.web.middleware import RequestContext
+
+log = logging.getLogger("inferd.app")
+
+
+def create_app(settings: Settings, reloader: Reloader | None = None) -> falcon.App:
+    holder: ModelHolder | None = None
+    try:
+        reloader = reloader or open_reloader(settings)
+        holder = ModelHolder(reloader.store, reloader.counter, settings.allow_pickle)
+        holder.current()  # warm: load the serving slot before the first request
+    except InferdError as exc:
+        log.error("Model manager not ready at worker start", extra={"error": str(exc)})
+        if holder is None:
+            reloader = None
+
+    app = falcon.App(middleware=[RequestContext()])
+    app.req_options.strip_url_path_trailing_slash = True
+    app.add_error_handler(Exception, errors.handle_unexpected)
+    app.add_error_handler(InferdError, errors.handle_inferd_error)
+    app.set_error_serializer(errors.serialize_http_error)
+
+    app.add_route("/predict", resources.PredictResource(holder, settings) if holder
+                  else _Unavailable())
+    app.add_route("/health", resources.HealthResource(holder, settings))
+    app.add_route("/admin/reload", resources.ReloadResource(reloader, settings))
+    app.add_route("/admin/rollback", resources.RollbackResource(reloader, settings))
+    app.add_route("/metrics", resources.MetricsResource())
+    return app
+
+
+class _Unavailable:
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.status = falcon.HTTP_503
+        resp.media = {"detail": "Model manager unavailable"}
+
+
+def _app_from_environment() -> falcon.App:
+    settings = load_settings()
+    logs.configure(settings.log_level)
+    return create_app(settings)
+
+
+def __getattr__(name: str) -> falcon.App:
+    # Built on first access, so importing inferd.app (tests, tools) reads no environment.
+    if name == "app":
+        globals()["app"] = application = _app_from_environment()
+        return application
+    raise AttributeError(name)

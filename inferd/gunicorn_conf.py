@@ -1,0 +1,48 @@
+"""gunicorn settings from inferd's environment, plus the server hooks.
+
+Used as `gunicorn -c python:inferd.gunicorn_conf inferd.app:app` by `inferd serve`;
+the repository's `gunicorn.conf.py` re-exports it for `gunicorn -c gunicorn.conf.py`.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from inferd import lifecycle, logs
+from inferd.errors import ConfigError
+from inferd.settings import load_settings
+
+try:
+    _settings = load_settings()
+except ConfigError as exc:
+    print(f"inferd: {exc}", file=sys.stderr)
+    raise SystemExit(2) from None
+
+bind = _settings.bind
+workers = _settings.workers
+# gthread: a slow reload occupies one thread, while the worker's main loop keeps
+# answering gunicorn's heartbeat and its other threads keep serving predictions.
+worker_class = "gthread"
+threads = _settings.threads
+timeout = _settings.worker_timeout
+graceful_timeout = 30
+keepalive = 5
+# gunicorn >= 25 opens a control socket in $HOME by default; several inferd
+# instances (and parallel tests) on one host must not share it, and inferd does
+# not use gunicornc, so it is off.
+control_socket_disable = True
+accesslog = None
+errorlog = "-"
+loglevel = _settings.log_level
+logconfig_dict = logs.gunicorn_logconfig(_settings.log_level)
+proc_name = "inferd"
+
+
+def on_starting(server: Any) -> None:
+    logs.configure(_settings.log_level)
+    lifecycle.on_starting(server, _settings)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    lifecycle.child_exit(server, worker)

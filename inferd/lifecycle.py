@@ -1,0 +1,85 @@
+"""Bodies of the gunicorn server hooks. They take gunicorn's objects as arguments;
+nothing in inferd imports gunicorn.
+
+`on_starting` runs once in the master, before any worker is forked: it checks the
+state directory, repairs it after a crash, empties the metrics directory, and
+publishes a first slot when none exists. It must leave the master light (no
+mlflow or scikit-learn import), since every worker is forked from it: the first
+fetch therefore runs in a child process (`inferd reload --direct`).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from typing import Any
+
+from inferd.errors import InferdError
+from inferd.settings import Settings
+
+log = logging.getLogger("inferd.lifecycle")
+
+BOOTSTRAP_TIMEOUT_SECONDS = 300
+
+
+def prepare_metrics_dir(settings: Settings) -> None:
+    """Point prometheus multiprocess mode at an empty directory (inherited by workers)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(settings.state_dir / "metrics")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
+def on_starting(server: Any, settings: Settings) -> None:
+    from inferd.reload import open_reloader
+
+    prepare_metrics_dir(settings)
+    if settings.admin_token is None:
+        log.warning(
+            "ADMIN_API_TOKEN is not set: /admin/reload and /admin/rollback are open to "
+            "anyone who can reach %s", settings.bind,
+            extra={"event": "admin_auth_disabled", "bind": settings.bind},
+        )
+    try:
+        reloader = open_reloader(settings)
+        reloader.reconcile()
+        has_slot = reloader.store.current_generation() is not None
+    except InferdError as exc:
+        log.critical("State directory unusable: %s", exc, extra={"event": "startup_failed"})
+        raise SystemExit(f"inferd: {exc}") from None
+    if has_slot:
+        log.info("Serving the published slot", extra={
+            "event": "startup", "generation": reloader.store.current_generation()})
+        return
+    bootstrap_first_slot(settings)
+
+
+def bootstrap_first_slot(settings: Settings) -> None:
+    """Fetch and publish the first model in a child process; failure is not fatal."""
+    log.info("No slot published yet; fetching the first model",
+             extra={"event": "bootstrap", "source": settings.model_source})
+    try:
+        done = subprocess.run(
+            [sys.executable, "-m", "inferd", "reload", "--direct"],
+            capture_output=True, text=True, timeout=BOOTSTRAP_TIMEOUT_SECONDS,
+        )
+    except subprocess.TimeoutExpired:
+        log.error("First model fetch timed out; serving not-ready until /admin/reload",
+                  extra={"event": "bootstrap", "result": "failed"})
+        return
+    if done.returncode == 0:
+        log.info("First model published", extra={"event": "bootstrap", "result": "reloaded",
+                                                  "output": done.stdout.strip()})
+    else:
+        reason = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
+        log.error("First model fetch failed; serving not-ready until /admin/reload succeeds",
+                  extra={"event": "bootstrap", "result": "failed", "error": reason})
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    from inferd import metrics
+
+    metrics.mark_process_dead(worker.pid)

@@ -1,0 +1,210 @@
+"""Load the model of a slot and predict with it.
+
+A slot's `model/` directory holds either an MLflow model directory (an `MLmodel`
+file naming the sklearn flavor's file and serialization format) or one model
+file. What inferd trusts, deliberately:
+
+- **skops** files load with an explicit allow-list of types (`TRUSTED_PREFIXES`:
+  scikit-learn, NumPy and SciPy classes). The model's own `skops_trusted_types`
+  in its MLmodel file is ignored, since a crafted model could list anything there.
+- **pickle / joblib / cloudpickle** can run arbitrary code when loaded. inferd loads
+  them only from the operator's configured source (no request can name a path or
+  URI), and refuses them entirely when INFERD_ALLOW_PICKLE=false.
+- A scikit-learn `InconsistentVersionWarning` at load (the model was pickled by
+  another scikit-learn version) is a load failure, not a warning.
+
+scikit-learn, joblib and skops are imported lazily, when a slot is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import time
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inferd.errors import BadRequestError, ModelLoadError
+from inferd.store.slots import verify_files
+
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "builtins.", "collections.")
+PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle"}
+_SUFFIX_FORMATS = {
+    ".skops": "skops",
+    ".joblib": "joblib",
+    ".pkl": "joblib",  # joblib.load reads plain pickles too
+    ".pickle": "joblib",
+}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    format: str
+    input_example: list[list[float]] | None = None
+
+
+def locate_artifact(model_dir: Path) -> Artifact:
+    """Find the model file in a slot's `model/` directory and how it is serialized."""
+    mlmodel = model_dir / "MLmodel"
+    if mlmodel.is_file():
+        import yaml
+
+        try:
+            conf = yaml.safe_load(mlmodel.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ModelLoadError(f"cannot read {mlmodel}: {exc}") from exc
+        flavor = (conf.get("flavors") or {}).get("sklearn")
+        if not flavor:
+            flavors = ", ".join(sorted(conf.get("flavors") or {})) or "none"
+            raise ModelLoadError(
+                f"the MLflow model has no sklearn flavor (flavors: {flavors}); inferd serves "
+                "scikit-learn models"
+            )
+        fmt = flavor.get("serialization_format", "cloudpickle")
+        path = model_dir / flavor.get("pickled_model", "model.pkl")
+        return Artifact(path, fmt, _input_example(model_dir))
+    files = [p for p in model_dir.iterdir() if p.suffix in _SUFFIX_FORMATS]
+    if len(files) != 1:
+        raise ModelLoadError(
+            f"expected one model file (*.skops, *.joblib, *.pkl) in {model_dir}, "
+            f"found {len(files)}"
+        )
+    return Artifact(files[0], _SUFFIX_FORMATS[files[0].suffix])
+
+
+def _input_example(model_dir: Path) -> list[list[float]] | None:
+    """The MLflow input example as rows of numbers, when it is one."""
+    path = model_dir / "input_example.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict):
+        data = data.get("inputs", data.get("data"))
+    try:
+        rows = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return rows.tolist() if rows.ndim == 2 and rows.size else None
+
+
+def load_estimator(artifact: Artifact, allow_pickle: bool) -> Any:
+    """Deserialize the estimator; raise ModelLoadError saying why it cannot be."""
+    if artifact.format in PICKLE_FORMATS and not allow_pickle:
+        raise ModelLoadError(
+            f"{artifact.path.name} is a {artifact.format} file and INFERD_ALLOW_PICKLE=false; "
+            "save the model in skops format or allow pickle for this trusted source"
+        )
+    if not artifact.path.is_file():
+        raise ModelLoadError(f"model file {artifact.path.name} is missing from the slot")
+    from sklearn.exceptions import InconsistentVersionWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InconsistentVersionWarning)
+        try:
+            return _deserialize(artifact)
+        except InconsistentVersionWarning as exc:
+            raise ModelLoadError(
+                f"scikit-learn version mismatch: the model was saved with "
+                f"{exc.original_sklearn_version}, this server runs {exc.current_sklearn_version}; "
+                "retrain or pin the same version"
+            ) from exc
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot load {artifact.path.name} ({artifact.format}): {exc}"
+            ) from exc
+
+
+def _deserialize(artifact: Artifact) -> Any:
+    if artifact.format == "skops":
+        import skops.io
+
+        untrusted = skops.io.get_untrusted_types(file=artifact.path)
+        refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+        if refused:
+            raise ModelLoadError(
+                f"{artifact.path.name} contains types inferd does not trust: "
+                f"{', '.join(refused[:5])}"
+            )
+        return skops.io.load(artifact.path, trusted=untrusted)
+    if artifact.format == "cloudpickle":
+        import cloudpickle
+
+        with open(artifact.path, "rb") as fh:
+            return cloudpickle.load(fh)
+    if artifact.format == "pickle":
+        with open(artifact.path, "rb") as fh:
+            return pickle.load(fh)
+    if artifact.format == "joblib":
+        import joblib
+
+        return joblib.load(artifact.path)
+    raise ModelLoadError(f"unknown serialization format {artifact.format!r}")
+
+
+@dataclass
+class LoadedModel:
+    """A slot's model, loaded in this process. Immutable once built; swapped whole."""
+
+    generation: int
+    manifest: dict[str, Any]
+    estimator: Any
+    n_features: int | None
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("version"))
+
+    def predict(self, rows: np.ndarray) -> list[Any]:
+        if self.n_features is not None and rows.shape[1] != self.n_features:
+            raise BadRequestError(
+                f"each row must have {self.n_features} features, got {rows.shape[1]}"
+            )
+        return np.asarray(self.estimator.predict(rows)).tolist()
+
+    def describe(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "name": m.get("name"),
+            "version": self.version,
+            "stage": m.get("stage"),
+            "alias": m.get("alias"),
+            "source": m.get("descriptor", {}).get("source"),
+            "uri": m.get("uri"),
+            "run_id": m.get("descriptor", {}).get("run_id"),
+            "generation": self.generation,
+            "format": m.get("artifact", {}).get("format"),
+            "form": "fallback",
+            "estimator": type(self.estimator).__name__,
+            "n_features": self.n_features,
+            "published_at": m.get("published_at"),
+            "loaded_at": self.loaded_at,
+        }
+
+
+def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> LoadedModel:
+    """Verify a published slot's files against its manifest, then load its model."""
+    verify_files(slot_dir, manifest)
+    artifact = locate_artifact(slot_dir / "model")
+    estimator = load_estimator(artifact, allow_pickle)
+    return LoadedModel(
+        generation=int(manifest["generation"]),
+        manifest=manifest,
+        estimator=estimator,
+        n_features=_n_features(estimator),
+    )
+
+
+def _n_features(estimator: Any) -> int | None:
+    n = getattr(estimator, "n_features_in_", None)
+    return int(n) if n is not None else None

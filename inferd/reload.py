@@ -1,0 +1,176 @@
+"""The reload and rollback use cases: the only code that publishes slots.
+
+Called from `/admin/reload` and `/admin/rollback` (in a gunicorn worker), from the
+CLI (`inferd reload --direct`, `inferd rollback`) and at start-up; in every case
+inside the process that holds the reload lock, so one reload runs at a time across
+all workers and processes. Each step is preceded by `checkpoint(step)`, a hook that
+tests use to kill the process at that exact point.
+
+    lock -> reconcile -> resolve -> (same descriptor? noop) -> fetch into staging
+         -> validate -> publish (rename) -> flip `current` -> bump generation -> prune
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from inferd.errors import StoreError
+from inferd.sources import Resolved, Source
+from inferd.store.generation import GenerationCounter
+from inferd.store.slots import SlotStore
+from inferd.validate import validate_staged
+
+log = logging.getLogger("inferd.reload")
+
+STEPS = ("resolved", "fetched", "validated", "renamed", "flipped", "bumped")
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    status: str  # "reloaded" | "noop"
+    detail: str
+    version: str | None = None
+    stage: str | None = None
+    generation: int | None = None
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "detail": self.detail,
+            "version": self.version,
+            "stage": self.stage,
+        }
+
+
+def _no_checkpoint(step: str) -> None:
+    return None
+
+
+class Reloader:
+    def __init__(
+        self,
+        store: SlotStore,
+        counter: GenerationCounter,
+        source_factory: Callable[[], Source],
+        allow_pickle: bool = True,
+        lock_timeout: float = 120.0,
+        checkpoint: Callable[[str], None] = _no_checkpoint,
+    ) -> None:
+        self.store = store
+        self.counter = counter
+        self.source_factory = source_factory
+        self.allow_pickle = allow_pickle
+        self.lock_timeout = lock_timeout
+        self.checkpoint = checkpoint
+
+    def reconcile(self) -> list[str]:
+        """Repair the store after a crash (start-up and before every reload)."""
+        with self.store.lock(self.lock_timeout):
+            return self._reconcile_locked()
+
+    def _reconcile_locked(self) -> list[str]:
+        actions = self.store.reconcile(self.counter)
+        for action in actions:
+            log.warning("Slot store repaired", extra={"event": "reconcile", "action": action})
+        return actions
+
+    def run(self) -> ReloadResult:
+        """Make the source's current model the serving one, or answer noop."""
+        with self.store.lock(self.lock_timeout):
+            self._reconcile_locked()
+            source = self.source_factory()
+            resolved = source.resolve()
+            self.checkpoint("resolved")
+            current = self.store.current_manifest()
+            if current is not None and current.get("descriptor") == resolved.descriptor:
+                return ReloadResult("noop", "Model descriptor unchanged")
+            generation = self._publish_new(source, resolved)
+            self._activate(generation)
+            return ReloadResult(
+                "reloaded",
+                "Model reloaded successfully",
+                version=resolved.version,
+                stage=resolved.stage or resolved.alias,
+                generation=generation,
+            )
+
+    def _publish_new(self, source: Source, resolved: Resolved) -> int:
+        with self.store.staging() as staging:
+            started = time.monotonic()
+            source.fetch(resolved, staging)
+            self.checkpoint("fetched")
+            facts = validate_staged(staging / "model", self.allow_pickle)
+            self.checkpoint("validated")
+            generation = self.store.next_generation(self.counter.read())
+            manifest = {
+                "descriptor": resolved.descriptor,
+                "name": resolved.descriptor.get("name"),
+                "version": resolved.version,
+                "stage": resolved.stage,
+                "alias": resolved.alias,
+                "uri": resolved.uri,
+                "metrics": resolved.metrics,
+                "fetch_and_validate_seconds": round(time.monotonic() - started, 3),
+                **facts,
+            }
+            self.store.publish(staging, manifest, generation)
+            self.checkpoint("renamed")
+            return generation
+
+    def _activate(self, generation: int) -> None:
+        self.store.flip(generation)
+        self.checkpoint("flipped")
+        self.counter.bump(generation)
+        self.checkpoint("bumped")
+        for gone in self.store.prune():
+            log.info("Old slot removed", extra={"event": "prune", "generation": gone})
+
+    def rollback(self) -> ReloadResult:
+        """Serve the previous slot's model again, without contacting the source.
+
+        The previous slot is republished as a new generation (hard links, no copy),
+        so the generation still only grows and workers notice as for any reload.
+        """
+        with self.store.lock(self.lock_timeout):
+            self._reconcile_locked()
+            previous = self.store.previous_generation()
+            with self.store.staging() as staging:
+                manifest = self.store.copy_into(previous, staging)
+                for key in ("files", "generation", "published_at", "format"):
+                    manifest.pop(key, None)
+                manifest["rolled_back_from"] = self.store.current_generation()
+                manifest["republished_from"] = previous
+                generation = self.store.next_generation(self.counter.read())
+                self.store.publish(staging, manifest, generation)
+            self._activate(generation)
+            return ReloadResult(
+                "reloaded",
+                f"Rolled back to the model of slot {previous}",
+                version=manifest.get("version"),
+                stage=manifest.get("stage") or manifest.get("alias"),
+                generation=generation,
+            )
+
+
+def open_reloader(settings: Any, **kwargs: Any) -> Reloader:
+    """Build a Reloader for `settings` (creates the state directory if needed)."""
+    from inferd.sources import make_source
+    from inferd.store.layout import StateLayout
+
+    store = SlotStore(StateLayout(settings.state_dir), settings.slot_retention)
+    store.init()
+    try:
+        counter = GenerationCounter(store.layout.generation)
+    except OSError as exc:
+        raise StoreError(f"cannot open {store.layout.generation}: {exc}") from exc
+    return Reloader(
+        store,
+        counter,
+        lambda: make_source(settings),
+        allow_pickle=settings.allow_pickle,
+        **kwargs,
+    )

@@ -1,0 +1,1 @@
+"""On-disk state: paths, the generation counter and the slot store."""

@@ -1,0 +1,50 @@
+"""Paths inside the state directory, and nothing else.
+
+    <state>/slots/<generation>/   a published slot: manifest.json + model/ (immutable)
+    <state>/slots/.staging-*      a slot being written; never read by workers
+    <state>/current -> slots/<g>  symlink, replaced with rename(2)
+    <state>/generation            fixed-size counter file (see store.generation)
+    <state>/reload.lock           one reload at a time, across every process
+    <state>/metrics/              prometheus multiprocess files
+    <state>/cache/                MLflow download cache (MODEL_CACHE_DIR)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+STAGING_PREFIX = ".staging-"
+CURRENT_TMP_PREFIX = ".current-"
+MANIFEST_NAME = "manifest.json"
+
+
+@dataclass(frozen=True)
+class StateLayout:
+    root: Path
+
+    @property
+    def slots(self) -> Path:
+        return self.root / "slots"
+
+    @property
+    def current(self) -> Path:
+        return self.root / "current"
+
+    @property
+    def generation(self) -> Path:
+        return self.root / "generation"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / "reload.lock"
+
+    @property
+    def metrics(self) -> Path:
+        return self.root / "metrics"
+
+    def slot(self, generation: int) -> Path:
+        return self.slots / str(generation)
+
+    def manifest(self, generation: int) -> Path:
+        return self.slot(generation) / MANIFEST_NAME

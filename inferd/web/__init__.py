@@ -1,0 +1,1 @@
+"""HTTP adapters: the only package (with app.py) that imports falcon."""

@@ -1,0 +1,61 @@
+"""The one map from inferd's errors to HTTP statuses, and the JSON error body.
+
+Every error answer is `{"detail": "..."}`. Unknown exceptions answer 500 with a
+generic detail and are logged with their traceback; clients never see one.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import falcon
+
+from inferd.errors import (
+    BadRequestError,
+    InferdError,
+    NoModelError,
+    NoPreviousSlotError,
+    PayloadTooLargeError,
+    ReloadBusyError,
+)
+
+log = logging.getLogger("inferd.web")
+
+# Most specific first; the first isinstance match wins.
+STATUS: tuple[tuple[type[InferdError], str], ...] = (
+    (PayloadTooLargeError, falcon.HTTP_413),
+    (BadRequestError, falcon.HTTP_400),
+    (NoModelError, falcon.HTTP_503),
+    (NoPreviousSlotError, falcon.HTTP_409),
+    (ReloadBusyError, falcon.HTTP_503),
+)
+
+
+def status_for(exc: InferdError) -> str:
+    for kind, status in STATUS:
+        if isinstance(exc, kind):
+            return status
+    return falcon.HTTP_500
+
+
+def handle_inferd_error(req: falcon.Request, resp: falcon.Response, exc: InferdError,
+                        params: dict[str, Any]) -> None:
+    resp.status = status_for(exc)
+    resp.media = {"detail": str(exc)}
+
+
+def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception,
+                      params: dict[str, Any]) -> None:
+    if isinstance(exc, falcon.HTTPError):
+        raise exc  # let falcon's own errors go through the serializer below
+    log.exception("Unhandled error", extra={"event": "unhandled", "path": req.path})
+    resp.status = falcon.HTTP_500
+    resp.media = {"detail": "Internal server error; see the server log for this correlation id"}
+
+
+def serialize_http_error(req: falcon.Request, resp: falcon.Response,
+                         exc: falcon.HTTPError) -> None:
+    """Falcon's own errors (404, 405, ...) in inferd's `{"detail": ...}` shape."""
+    resp.content_type = falcon.MEDIA_JSON
+    resp.media = {"detail": exc.description or exc.title}

@@ -1,0 +1,186 @@
+"""Falcon resources: parse, call one core function, format. No model logic here."""
+
+from __future__ import annotations
+
+import hmac
+import importlib.metadata
+import logging
+from typing import Any
+
+import falcon
+import orjson
+
+from inferd import metrics, payload
+from inferd.errors import (
+    InferdError,
+    NoModelError,
+    NoPreviousSlotError,
+    PayloadTooLargeError,
+    ReloadBusyError,
+)
+from inferd.holder import ModelHolder
+from inferd.reload import Reloader, ReloadResult
+from inferd.settings import Settings
+
+log = logging.getLogger("inferd.admin")
+
+
+class PredictResource:
+    def __init__(self, holder: ModelHolder, settings: Settings) -> None:
+        self.holder = holder
+        self.max_body = settings.max_body_bytes
+        self.max_rows = settings.max_rows
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        length = req.content_length
+        if length is not None and length > self.max_body:
+            raise PayloadTooLargeError(
+                f"request body is {length} bytes, the limit is {self.max_body} "
+                "(INFERD_MAX_BODY_BYTES)"
+            )
+        body = req.bounded_stream.read(self.max_body + 1)
+        if len(body) > self.max_body:
+            raise PayloadTooLargeError(
+                f"request body is larger than the limit of {self.max_body} bytes "
+                "(INFERD_MAX_BODY_BYTES)"
+            )
+        rows = payload.decode(body, self.max_rows)
+        model = self.holder.current()  # one reference for the whole request
+        predictions = model.predict(rows)
+        metrics.PREDICTED_ROWS.inc(len(rows))
+        resp.data = payload.encode(predictions, model.version)
+        resp.content_type = falcon.MEDIA_JSON
+        resp.set_header("X-Model-Version", model.version)
+
+
+class HealthResource:
+    def __init__(self, holder: ModelHolder | None, settings: Settings) -> None:
+        self.holder = holder
+        self.settings = settings
+        try:
+            self.mlflow_version = importlib.metadata.version("mlflow")
+        except importlib.metadata.PackageNotFoundError:
+            self.mlflow_version = None
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        model = None
+        error = None
+        if self.holder is None:
+            error = "Model manager unavailable"
+        else:
+            try:
+                model = self.holder.current()
+            except NoModelError as exc:
+                error = str(exc)
+            if model is not None and self.holder.last_error:
+                error = self.holder.last_error
+        manifest = model.manifest if model else {}
+        body: dict[str, Any] = {
+            "status": "ok" if model else "unavailable",
+            "ready": model is not None,
+            "details": {"metrics": manifest.get("metrics", {})},
+            "mlflow": self._mlflow(manifest),
+            "model": model.describe() if model else None,
+            "admin": {"auth": "enabled" if self.settings.admin_token else "disabled"},
+        }
+        if error:
+            body["details"]["error"] = error
+        if model is not None:
+            metrics.GENERATION.set(model.generation)
+            if "accuracy" in body["details"]["metrics"]:
+                metrics.ACCURACY.set(body["details"]["metrics"]["accuracy"])
+        resp.status = falcon.HTTP_200 if model else falcon.HTTP_503
+        resp.data = orjson.dumps(body)
+        resp.content_type = falcon.MEDIA_JSON
+
+    def _mlflow(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        if self.settings.model_source != "mlflow":
+            return {"status": "not_used", "server_version": None, "verified_at": None,
+                    "model_uri": None}
+        kind, value = self.settings.selector
+        return {
+            # The registry was last verified when the serving slot was resolved from it.
+            "status": "ok" if manifest else "unknown",
+            "server_version": self.mlflow_version,
+            "verified_at": manifest.get("published_at"),
+            "model_uri": manifest.get("uri"),
+            "tracking_uri": _redact(self.settings.tracking_uri),
+            "selector": {"kind": kind, "value": value},
+        }
+
+
+def _redact(uri: str) -> str:
+    """Drop credentials from a URI before showing it."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
+class _AdminResource:
+    def __init__(self, reloader: Reloader | None, settings: Settings) -> None:
+        self.reloader = reloader
+        self.token = settings.admin_token
+        self.header = settings.admin_token_header
+
+    def _authorize(self, req: falcon.Request, resp: falcon.Response, action: str) -> bool:
+        if self.token is None:
+            return True
+        given = req.get_header(self.header) or ""
+        if hmac.compare_digest(given.encode(), self.token.encode()):
+            return True
+        log.warning(
+            "Admin request refused: bad or missing token",
+            extra={"event": "admin_forbidden", "action": action,
+                   "remote_addr": req.remote_addr, "token_given": bool(given)},
+        )
+        metrics.RELOADS.labels("forbidden").inc()
+        resp.status = falcon.HTTP_403
+        resp.media = {"detail": "Forbidden"}
+        return False
+
+    def _answer(self, req: falcon.Request, resp: falcon.Response, action: str) -> None:
+        if not self._authorize(req, resp, action):
+            return
+        if self.reloader is None:
+            resp.status = falcon.HTTP_503
+            resp.media = {"detail": "Model manager unavailable"}
+            return
+        try:
+            result: ReloadResult = getattr(self.reloader, action)()
+        except InferdError as exc:
+            metrics.RELOADS.labels("failed").inc()
+            log.error(
+                "Manual model %s failed", action,
+                extra={"event": action, "result": "failed", "error": str(exc),
+                       "remote_addr": req.remote_addr},
+            )
+            if isinstance(exc, NoPreviousSlotError | ReloadBusyError):
+                raise  # 409 / 503 from the error table, not "Reload failed"
+            resp.status = falcon.HTTP_500
+            resp.media = {"detail": f"Reload failed: {exc}"}
+            return
+        metrics.RELOADS.labels(result.status).inc()
+        log.info(
+            "Manual model reload applied" if result.status == "reloaded"
+            else "Manual model reload: no change",
+            extra={"event": action, "result": result.status, "version": result.version,
+                   "stage": result.stage, "generation": result.generation,
+                   "remote_addr": req.remote_addr},
+        )
+        resp.media = result.body()
+
+
+class ReloadResource(_AdminResource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._answer(req, resp, "run")
+
+
+class RollbackResource(_AdminResource):
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self._answer(req, resp, "rollback")
+
+
+class MetricsResource:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.data, resp.content_type = metrics.exposition()
