@@ -88,6 +88,9 @@ def publish_demo(settings: Settings, n_estimators: int = 100, max_depth: int | N
                 name="model",
                 registered_model_name=settings.mlflow_model_name,
                 input_example=x_test[:2],
+                # skops refuses the forest's node storage unless trusted; inferd
+                # bounds-checks every tree it loads (inferd.model.check_trees).
+                skops_trusted_types=["sklearn.tree._tree.Tree"],
             )
     version = str(info.registered_model_version)
     client = _client(settings)

@@ -46,10 +46,9 @@ def configure(level: str = "info") -> None:
     """Send the `inferd` loggers to stderr as JSON (idempotent)."""
     logger = logging.getLogger("inferd")
     logger.setLevel(level.upper())
-    if not any(getattr(h, "_inferd", False) for h in logger.handlers):
+    if not logger.handlers:  # gunicorn's logconfig_dict may have set one up already
         handler = logging.StreamHandler(sys.stderr)
         handler.setFormatter(JsonFormatter())
-        handler._inferd = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
 
@@ -69,7 +68,8 @@ def gunicorn_logconfig(level: str = "info") -> dict[str, Any]:
         },
         "loggers": {
             "gunicorn.error": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
-            "gunicorn.access": {"level": "INFO", "handlers": ["stderr"], "propagate": False},
+            # inferd's middleware writes the access lines (with correlation ids).
+            "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
             "inferd": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
         },
         "root": {"level": "WARNING", "handlers": ["stderr"]},

@@ -7,6 +7,9 @@ file. What inferd trusts, deliberately:
 - **skops** files load with an explicit allow-list of types (`TRUSTED_PREFIXES`:
   scikit-learn, NumPy and SciPy classes). The model's own `skops_trusted_types`
   in its MLmodel file is ignored, since a crafted model could list anything there.
+  scikit-learn indexes tree nodes without bounds checks, so every loaded tree's
+  children, features and value rows are checked first (`check_trees`): a hostile
+  file is refused instead of reading out of bounds.
 - **pickle / joblib / cloudpickle** can run arbitrary code when loaded. inferd loads
   them only from the operator's configured source (no request can name a path or
   URI), and refuses them entirely when INFERD_ALLOW_PICKLE=false.
@@ -197,12 +200,48 @@ def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> L
     verify_files(slot_dir, manifest)
     artifact = locate_artifact(slot_dir / "model")
     estimator = load_estimator(artifact, allow_pickle)
+    check_trees(estimator)
     return LoadedModel(
         generation=int(manifest["generation"]),
         manifest=manifest,
         estimator=estimator,
         n_features=_n_features(estimator),
     )
+
+
+def _sub_estimators(estimator: Any) -> list[Any]:
+    found = [estimator]
+    for step in getattr(estimator, "steps", None) or []:
+        found.extend(_sub_estimators(step[1]))
+    for sub in getattr(estimator, "estimators_", None) or []:
+        found.extend(_sub_estimators(sub) if not isinstance(sub, np.ndarray) else
+                     [e for row in sub for e in _sub_estimators(row)])
+    return found
+
+
+def check_trees(estimator: Any) -> None:
+    """Refuse a model whose tree node arrays point outside themselves."""
+    for part in _sub_estimators(estimator):
+        tree = getattr(part, "tree_", None)
+        if tree is None or not hasattr(tree, "children_left"):
+            continue
+        nodes = int(tree.node_count)
+        n_features = int(getattr(part, "n_features_in_", tree.n_features))
+        left, right, feature = tree.children_left, tree.children_right, tree.feature
+        leaf = left == -1
+        ok = (
+            len(left) == len(right) == len(feature) == nodes
+            and tree.value.shape[0] == nodes
+            and bool(((left >= -1) & (left < nodes)).all())
+            and bool(((right >= -1) & (right < nodes)).all())
+            and bool((leaf == (right == -1)).all())
+            and bool(((feature[~leaf] >= 0) & (feature[~leaf] < n_features)).all())
+        )
+        if not ok:
+            raise ModelLoadError(
+                f"{type(part).__name__} has tree nodes that point outside the tree "
+                "(corrupt or hostile model file); refusing to load it"
+            )
 
 
 def _n_features(estimator: Any) -> int | None:

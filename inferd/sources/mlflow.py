@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +85,9 @@ class MlflowSource:
             return client.get_model_version(self.name, value)
         if kind == "alias":
             return client.get_model_version_by_alias(self.name, value)
-        found = client.get_latest_versions(self.name, stages=[value])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # stages are deprecated, still served
+            found = client.get_latest_versions(self.name, stages=[value])
         if not found:
             raise SourceError(
                 f"registered model {self.name!r} has no version in stage {value!r} "
@@ -115,11 +118,11 @@ class MlflowSource:
             partial.mkdir(parents=True)
             from mlflow.artifacts import download_artifacts
 
+            location = _client(self.tracking_uri).get_model_version_download_uri(
+                self.name, d["version"]
+            )
             download_artifacts(
-                artifact_uri=f"models:/{self.name}/{d['version']}",
-                dst_path=str(partial),
-                tracking_uri=self.tracking_uri,
-                registry_uri=self.tracking_uri,
+                artifact_uri=location, dst_path=str(partial), tracking_uri=self.tracking_uri
             )
             model_dir = _find_model_dir(partial)
             entry.parent.mkdir(parents=True, exist_ok=True)
