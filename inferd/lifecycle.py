@@ -43,6 +43,11 @@ def on_starting(server: Any, settings: Settings) -> None:
             "anyone who can reach %s", settings.bind,
             extra={"event": "admin_auth_disabled", "bind": settings.bind},
         )
+    if settings.auto_refresh_seconds is not None:
+        log.warning(
+            "MODEL_AUTO_REFRESH_SECONDS is set, but automatic refresh is not built yet; "
+            "reload with POST /admin/reload", extra={"event": "auto_refresh_unavailable"},
+        )
     try:
         reloader = open_reloader(settings)
         reloader.reconcile()

@@ -60,10 +60,10 @@ def to_rows(features: Any, max_rows: int) -> np.ndarray:
         raise BadRequestError(_first_non_number(features)) from None
     if rows.ndim != 2:
         raise BadRequestError("'features' must be a list of rows of plain numbers")
-    if not np.isfinite(rows).all():
-        raise BadRequestError("features must be finite numbers")
     if _has_non_numbers(features):
         raise BadRequestError(_first_non_number(features))
+    if not np.isfinite(rows).all():
+        raise BadRequestError("features must be finite numbers")
     return rows
 
 
