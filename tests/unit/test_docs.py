@@ -1,0 +1,44 @@
+"""The docs and the deploy files say what the code does."""
+
+from __future__ import annotations
+
+import configparser
+import re
+from pathlib import Path
+
+from inferd.settings import SETTINGS, settings_table
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_readme_configuration_table_is_generated_from_settings() -> None:
+    readme = (ROOT / "README.md").read_text()
+    block = readme.split("<!-- settings-table:start -->")[1].split("<!-- settings-table:end -->")[0]
+    assert block.strip() == settings_table()
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    readme = (ROOT / "README.md").read_text()
+    command = re.search(r"pip install -e '\.\[test\]' && (python -m pytest)", readme)
+    assert command, "README quick start lost its test command"
+    ci = (ROOT / ".ci" / "run").read_text().splitlines()
+    assert command.group(1) in [line.strip() for line in ci]
+
+
+def test_systemd_unit_runs_the_packaged_config_and_app() -> None:
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(ROOT / "systemd" / "inferd.service")
+    exec_start = unit["Service"]["ExecStart"]
+    assert "-c python:inferd.gunicorn_conf inferd.app:app" in exec_start
+    assert unit["Service"]["StateDirectory"] == "inferd"
+    text = (ROOT / "systemd" / "inferd.service").read_text()
+    assert "Environment=INFERD_STATE_DIR=/var/lib/inferd" in text.splitlines()
+    assert unit["Service"]["ExecReload"].endswith("-HUP $MAINPID")
+
+
+def test_env_example_names_only_real_settings() -> None:
+    known = {s.env for s in SETTINGS}
+    example = (ROOT / "systemd" / "inferd.env.example").read_text()
+    named = set(re.findall(r"^#?\s*([A-Z_]+)=", example, flags=re.M))
+    assert named and named <= known
