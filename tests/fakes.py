@@ -47,3 +47,16 @@ def write_model(path: Path, model: object) -> Path:
     joblib.dump(model, tmp)
     tmp.replace(path)
     return path
+
+
+class ManualClock:
+    """A monotonic clock that moves only when a test calls `advance`."""
+
+    def __init__(self, start: float = 1000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds

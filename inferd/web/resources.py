@@ -76,7 +76,8 @@ class HealthResource:
                 error = self.holder.last_error
         manifest = model.manifest if model else {}
         body: dict[str, Any] = {
-            "status": "ok" if model else "unavailable",
+            # degraded: serving, but this worker could not load the newest slot.
+            "status": ("degraded" if error else "ok") if model else "unavailable",
             "ready": model is not None,
             "details": {"metrics": manifest.get("metrics", {})},
             "mlflow": self._mlflow(manifest),

@@ -1,0 +1,50 @@
+"""Fixtures shared by the unit tests: a real state directory and a local model file
+under `tmp_path`, and `Settings` pointing at them. Nothing here fakes storage."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inferd.settings import Settings
+from tests import fakes
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path) -> Path:
+    return tmp_path / "state"
+
+
+@pytest.fixture
+def model_path(tmp_path: Path) -> Path:
+    return tmp_path / "models" / "model.joblib"
+
+
+@pytest.fixture
+def make_settings(state_dir: Path, model_path: Path) -> Callable[..., Settings]:
+    """Settings for the `local` source on this test's state dir, with overrides."""
+
+    def make(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "state_dir": state_dir,
+            "model_source": "local",
+            "model_path": model_path,
+            **overrides,
+        }
+        return Settings(**values)
+
+    return make
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest.fixture(scope="session")
+def forests() -> tuple[Any, Any]:
+    """Two small, different iris forests ("version A" and "version B"), trained once."""
+    return fakes.iris_forest(n_estimators=3, seed=0), fakes.iris_forest(n_estimators=3, seed=1)
