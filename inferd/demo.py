@@ -12,6 +12,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from inferd.settings import Settings
 
@@ -27,7 +28,7 @@ class Published:
     alias: str
 
 
-def _client(settings: Settings):  # type: ignore[no-untyped-def]
+def _client(settings: Settings) -> Any:
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=settings.tracking_uri, registry_uri=settings.tracking_uri)

@@ -173,7 +173,13 @@ class LoadedModel:
             raise BadRequestError(
                 f"each row must have {self.n_features} features, got {rows.shape[1]}"
             )
-        return np.asarray(self.estimator.predict(rows)).tolist()
+        try:
+            out = self.estimator.predict(rows)
+        except ValueError as exc:
+            # scikit-learn validates its input with ValueError, e.g. a finite float64 that
+            # overflows the float32 trees compute in: the client's input, not a 500.
+            raise BadRequestError(f"the model rejected the input: {exc}") from exc
+        return np.asarray(out).tolist()
 
     def describe(self) -> dict[str, Any]:
         m = self.manifest

@@ -188,10 +188,10 @@ class SlotStore:
                 fh.write(json.dumps(full, indent=2, sort_keys=True).encode())
                 fh.flush()
                 os.fsync(fh.fileno())
-            for rel in files:
-                with open(staging / rel, "rb") as fh:
+            for name in files:
+                with open(staging / name, "rb") as fh:
                     os.fsync(fh.fileno())
-            for directory in {staging, *((staging / rel).parent for rel in files)}:
+            for directory in {staging, *((staging / name).parent for name in files)}:
                 _fsync_dir(directory)
             target = self.layout.slot(generation)
             # rename(2) of a directory is atomic: `slots/<g>` either does not exist or is

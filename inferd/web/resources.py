@@ -57,6 +57,7 @@ class HealthResource:
     def __init__(self, holder: ModelHolder | None, settings: Settings) -> None:
         self.holder = holder
         self.settings = settings
+        self.mlflow_version: str | None
         try:
             self.mlflow_version = importlib.metadata.version("mlflow")
         except importlib.metadata.PackageNotFoundError:

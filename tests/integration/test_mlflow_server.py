@@ -1,0 +1,125 @@
+"""inferd against a real `mlflow server` (SQLite backend, local artifacts, loopback).
+
+Models are registered from this process with `inferd.demo.publish_demo` (mlflow is
+imported once). The gunicorn server here starts the way the systemd unit does,
+`gunicorn -c gunicorn.conf.py inferd.app:app`, with MODEL_SOURCE=mlflow.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from inferd.settings import Settings
+from tests.integration.conftest import (
+    InferdServer,
+    MlflowServer,
+    start_inferd,
+    stop_inferd,
+)
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+MODEL = "iris-model"  # served over HTTP by stage (the default selector)
+ALIASED = "iris-aliased"  # resolved in-process by alias and by pinned version
+
+
+def registry_settings(mlflow_server: MlflowServer, state_dir: Path, **kw: Any) -> Settings:
+    return Settings(mlflow_tracking_uri=mlflow_server.url, state_dir=state_dir, **kw)
+
+
+def client(mlflow_server: MlflowServer) -> Any:
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=mlflow_server.url, registry_uri=mlflow_server.url)
+
+
+@pytest.fixture(scope="module")
+def first_version(mlflow_server: MlflowServer,
+                  tmp_path_factory: pytest.TempPathFactory) -> str:
+    from inferd.demo import publish_demo
+
+    settings = registry_settings(mlflow_server, tmp_path_factory.mktemp("publisher"),
+                                 mlflow_model_name=MODEL)
+    published = publish_demo(settings, n_estimators=3)
+    assert published.version == "1" and published.stage == "Production"
+    return published.version
+
+
+@pytest.fixture(scope="module")
+def server(mlflow_server: MlflowServer, first_version: str,
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
+    base = tmp_path_factory.mktemp("inferd-mlflow")
+    srv = start_inferd(base, {"MODEL_SOURCE": "mlflow", "MLFLOW_TRACKING_URI": mlflow_server.url,
+                              "MLFLOW_MODEL_NAME": MODEL},
+                       config="gunicorn.conf.py")
+    yield srv
+    stop_inferd(srv)
+
+
+def test_reload_picks_up_a_newly_registered_version(server: InferdServer,
+                                                    mlflow_server: MlflowServer,
+                                                    tmp_path: Path) -> None:
+    from inferd.demo import publish_demo
+
+    health = server.health().json()
+    assert health["ready"] is True
+    assert health["model"]["version"] == "1"
+    assert health["model"]["stage"] == "Production"
+    assert health["mlflow"]["status"] == "ok"
+    assert health["mlflow"]["model_uri"] == f"models:/{MODEL}/1"
+    assert health["mlflow"]["selector"] == {"kind": "stage", "value": "Production"}
+    assert health["details"]["metrics"]["accuracy"] > 0.8
+    assert health["admin"] == {"auth": "disabled"}
+    assert set(server.versions(10)) == {"1"}
+
+    published = publish_demo(registry_settings(mlflow_server, tmp_path, mlflow_model_name=MODEL),
+                             n_estimators=4, seed=1)
+    assert published.version == "2"
+    resp = server.admin("reload")
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {"status": "reloaded", "detail": "Model reloaded successfully",
+                           "version": "2", "stage": "Production"}
+    assert set(server.versions(50)) == {"2"}
+    assert server.health().json()["mlflow"]["model_uri"] == f"models:/{MODEL}/2"
+
+    again = server.admin("reload")
+    assert again.status_code == 200
+    assert again.json() == {"status": "noop", "detail": "Model descriptor unchanged",
+                            "version": None, "stage": None}
+
+
+def test_alias_and_pinned_version_resolve_against_the_server(
+        mlflow_server: MlflowServer, first_version: str, tmp_path: Path) -> None:
+    """In this process (mlflow is already imported): the selectors other than stage."""
+    from inferd.reload import open_reloader
+
+    registry = client(mlflow_server)
+    source = registry.get_model_version(MODEL, first_version)
+    registry.create_registered_model(ALIASED)
+    # Two versions of one more name, pointing at already-logged artifacts: no training.
+    for _ in range(2):
+        registry.create_model_version(ALIASED, source.source, run_id=source.run_id)
+    registry.set_registered_model_alias(ALIASED, "champion", "2")
+
+    by_alias = open_reloader(registry_settings(
+        mlflow_server, tmp_path / "alias", mlflow_model_name=ALIASED,
+        mlflow_model_alias="champion"))
+    result = by_alias.run()
+    assert (result.status, result.version, result.stage) == ("reloaded", "2", "champion")
+    assert by_alias.run().status == "noop"
+
+    registry.set_registered_model_alias(ALIASED, "champion", "1")
+    result = by_alias.run()
+    assert (result.status, result.version, result.stage) == ("reloaded", "1", "champion")
+    manifest = by_alias.store.current_manifest()
+    assert manifest is not None and manifest["uri"] == f"models:/{ALIASED}/1"
+
+    pinned = open_reloader(registry_settings(
+        mlflow_server, tmp_path / "pinned", mlflow_model_name=ALIASED,
+        mlflow_model_version="2", mlflow_model_alias="champion"))  # version wins over alias
+    result = pinned.run()
+    assert (result.status, result.version) == ("reloaded", "2")
