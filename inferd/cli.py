@@ -133,7 +133,7 @@ def cmd_slots(args: argparse.Namespace, settings: Settings) -> int:
             continue
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(m.get("published_at", 0)))
         print(f"{'*' if generation == current else '':2}{generation:>5}  "
-              f"{str(m.get('version')):<14}{m['descriptor'].get('source', '?'):<8}"
+              f"{str(m.get('version')):<14}{m.get('descriptor', {}).get('source', '?'):<8}"
               f"{when:<21}{m.get('uri')}")
     return EXIT_OK
 

@@ -17,6 +17,17 @@ from inferd.errors import BadRequestError
 _EXPECTED = 'expected a JSON object like {"features": [[5.1, 3.5, 1.4, 0.2]]}'
 
 
+def json_type(value: Any) -> str:
+    """The JSON name of a decoded value's type, for error messages."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    return {str: "string", list: "array", dict: "object"}.get(type(value), "value")
+
+
 def decode(body: bytes, max_rows: int) -> np.ndarray:
     if not body:
         raise BadRequestError(f"empty request body; {_EXPECTED}")
@@ -26,7 +37,7 @@ def decode(body: bytes, max_rows: int) -> np.ndarray:
         # orjson is strict JSON: NaN, Infinity and 1e999 are rejected here too.
         raise BadRequestError(f"malformed JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise BadRequestError(f"got a JSON {type(doc).__name__}; {_EXPECTED}")
+        raise BadRequestError(f"got a JSON {json_type(doc)}; {_EXPECTED}")
     if "features" not in doc:
         raise BadRequestError(f"missing 'features'; {_EXPECTED}")
     return to_rows(doc["features"], max_rows)
@@ -44,7 +55,7 @@ def to_rows(features: Any, max_rows: int) -> np.ndarray:
     for i, row in enumerate(features):
         if not isinstance(row, list):
             raise BadRequestError(
-                f"row {i} is a {type(row).__name__}, expected a list of numbers; "
+                f"row {i} is a JSON {json_type(row)}, expected an array of numbers; "
                 "'features' must be two-dimensional"
             )
         if width is None:

@@ -66,7 +66,7 @@ def _optional_positive_float(raw: str) -> float | None:
 def _optional_version(raw: str) -> str | None:
     if not raw.strip():
         return None
-    if not raw.strip().isdigit() or int(raw) < 1:
+    if not raw.strip().isascii() or not raw.strip().isdigit() or int(raw) < 1:
         raise ValueError("a registered model version number such as 3")
     return raw.strip()
 
@@ -224,7 +224,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             ) from None
     if values["slot_retention"] < 2:
         raise ConfigError(
-            f"INFERD_SLOT_RETENTION={values['slot_retention']!r} is not valid: expected at "
+            f"INFERD_SLOT_RETENTION='{values['slot_retention']}' is not valid: expected at "
             "least 2 (the current slot and the previous one, for rollback)"
         )
     return Settings(**values)

@@ -109,7 +109,7 @@ class SlotStore:
             lock.acquire()
         except Timeout as exc:
             raise ReloadBusyError(
-                f"another reload held {self.layout.lock} for more than {timeout:.0f}s"
+                f"another reload held {self.layout.lock} for more than {timeout:g}s"
             ) from exc
         try:
             yield
@@ -273,9 +273,10 @@ class SlotStore:
         for stray in self.layout.slots.glob(f"{STAGING_PREFIX}*"):
             shutil.rmtree(stray, ignore_errors=True)
             actions.append(f"removed unfinished staging directory {stray.name}")
-        for stray in self.layout.root.glob(f"{CURRENT_TMP_PREFIX}*"):
+        for stray in [*self.layout.root.glob(f"{CURRENT_TMP_PREFIX}*"),
+                      *self.layout.root.glob(".generation.*.tmp")]:
             stray.unlink(missing_ok=True)
-            actions.append(f"removed temporary symlink {stray.name}")
+            actions.append(f"removed temporary file {stray.name}")
 
         current = self._valid_current()
         if current is None:

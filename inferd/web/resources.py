@@ -38,7 +38,12 @@ class PredictResource:
                 f"request body is {length} bytes, the limit is {self.max_body} "
                 "(INFERD_MAX_BODY_BYTES)"
             )
-        body = req.bounded_stream.read(self.max_body + 1)
+        # A chunked body has no Content-Length, and falcon's bounded_stream then reads
+        # nothing; gunicorn marks such input as terminated, so the raw stream is safe
+        # to read to its end (still capped at max_body + 1).
+        stream = req.stream if length is None and req.env.get("wsgi.input_terminated") else (
+            req.bounded_stream)
+        body = stream.read(self.max_body + 1)
         if len(body) > self.max_body:
             raise PayloadTooLargeError(
                 f"request body is larger than the limit of {self.max_body} bytes "

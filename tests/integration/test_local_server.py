@@ -9,8 +9,11 @@ the token is accepted.
 
 from __future__ import annotations
 
+import json
 import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -21,10 +24,12 @@ import pytest
 import requests
 
 from tests.fakes import ConstantModel, ExplodingModel, iris_forest, write_model
-from tests.integration.conftest import (
+from tests.integration.servers import (
     IRIS_ROWS,
     InferdServer,
     LoadGenerator,
+    clean_env,
+    free_port,
     start_inferd,
     stop_inferd,
     wait_for,
@@ -297,7 +302,7 @@ def test_killed_worker_is_replaced_and_predictions_continue(server: InferdServer
         ready_at = time.monotonic()
         load.wait_requests(100)
     assert victim not in replaced and len(replaced & workers) == 1
-    assert server.proc.poll() is None, "the master died with its worker"
+    assert server.process.running(), "the master died with its worker"
 
     outcomes = load.outcomes
     failed = [o for o in outcomes if o.status != 200]
@@ -310,3 +315,31 @@ def test_killed_worker_is_replaced_and_predictions_continue(server: InferdServer
     assert late and all(o.status == 200 and o.version == version for o in late)
     assert set(server.versions(20)) == {version}
 
+
+
+def test_cli_talks_to_the_running_server(server: InferdServer, baseline: Any) -> None:
+    version = deploy(server, baseline)
+    generation = server.current_generation()
+
+    def inferd(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "inferd", *args], capture_output=True,
+                              text=True, timeout=60,
+                              env=clean_env(INFERD_STATE_DIR=str(server.state_dir)))
+
+    done = inferd("reload", "--url", server.url, "--token", TOKEN)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["status"] == "noop"
+    refused = inferd("reload", "--url", server.url, "--token", "wrong")
+    assert refused.returncode == 1
+    assert json.loads(refused.stdout) == {"detail": "Forbidden"}
+
+    status = inferd("status", "--url", server.url)
+    assert status.returncode == 0, status.stderr
+    assert json.loads(status.stdout)["model"]["version"] == version
+    unreachable = inferd("status", "--url", f"http://127.0.0.1:{free_port()}")
+    assert unreachable.returncode == 3
+
+    slots = inferd("slots")
+    assert slots.returncode == 0, slots.stderr
+    (marked,) = [line for line in slots.stdout.splitlines() if line.startswith("*")]
+    assert marked.split()[1:3] == [str(generation), version]

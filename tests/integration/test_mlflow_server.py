@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from inferd.settings import Settings
-from tests.integration.conftest import (
+from tests.integration.servers import (
     InferdServer,
     MlflowServer,
     start_inferd,
@@ -98,11 +98,10 @@ def test_alias_and_pinned_version_resolve_against_the_server(
     from inferd.reload import open_reloader
 
     registry = client(mlflow_server)
-    source = registry.get_model_version(MODEL, first_version)
     registry.create_registered_model(ALIASED)
-    # Two versions of one more name, pointing at already-logged artifacts: no training.
+    # Two versions of one more name, made from an already-registered one: no training.
     for _ in range(2):
-        registry.create_model_version(ALIASED, source.source, run_id=source.run_id)
+        registry.create_model_version(ALIASED, f"models:/{MODEL}/{first_version}")
     registry.set_registered_model_alias(ALIASED, "champion", "2")
 
     by_alias = open_reloader(registry_settings(

@@ -137,6 +137,7 @@ def test_wrong_feature_count_answers_400(client: testing.TestClient, width: int)
     assert resp.json == {"detail": f"each row must have 4 features, got {width}"}
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("value", [1e39, -1e300, 1.7976931348623157e308])
 def test_finite_value_too_large_for_the_model_answers_400(
     client: testing.TestClient, value: float

@@ -116,7 +116,7 @@ def test_empty_optional_values_mean_unset(tmp_path: Path) -> None:
         ("INFERD_WORKERS", "0", "a positive integer"),
         ("INFERD_WORKERS", "1.5", "a positive integer"),
         ("INFERD_THREADS", "-1", "a positive integer"),
-        ("INFERD_WORKER_TIMEOUT", "", "a positive integer"),
+        ("INFERD_WORKER_TIMEOUT", "soon", "a positive integer"),
         ("INFERD_MAX_BODY_BYTES", "1MB", "a positive integer"),
         ("INFERD_MAX_ROWS", "0", "a positive integer"),
         ("INFERD_SLOT_RETENTION", "1", "at least 2"),

@@ -169,10 +169,12 @@ def test_retention_prunes_old_slots_but_keeps_the_previous(
 ) -> None:
     settings = make_settings(slot_retention=2)
     reloader = open_reloader(settings)
-    generations = []
+    generations: list[int] = []
     for value in range(1, 6):
         write_model(model_path, ConstantModel(value))
-        generations.append(reloader.run().generation)
+        generation = reloader.run().generation
+        assert generation is not None
+        generations.append(generation)
 
     assert reloader.store.published() == generations[-2:]
     assert reloader.store.current_generation() == generations[-1]
