@@ -60,6 +60,7 @@ def publish_demo(settings: Settings, n_estimators: int = 100, max_depth: int | N
         settings.state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     import mlflow
     import mlflow.sklearn
+    from sklearn import __version__ as sklearn_version
     from sklearn.datasets import load_iris
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.metrics import accuracy_score, f1_score
@@ -89,6 +90,8 @@ def publish_demo(settings: Settings, n_estimators: int = 100, max_depth: int | N
                 name="model",
                 registered_model_name=settings.mlflow_model_name,
                 input_example=x_test[:2],
+                # Named, so MLflow does not spend seconds inferring them in a subprocess.
+                pip_requirements=[f"scikit-learn=={sklearn_version}", "skops", "numpy"],
                 # skops refuses the forest's node storage unless trusted; inferd
                 # bounds-checks every tree it loads (inferd.model.check_trees).
                 skops_trusted_types=["sklearn.tree._tree.Tree"],

@@ -4,6 +4,7 @@ that pickle by reference to this module; storage is never faked."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import joblib
 import numpy as np
@@ -30,7 +31,7 @@ class ConstantModel:
         return np.full(len(rows), self.value)
 
 
-def iris_forest(n_estimators: int = 5, seed: int = 0):  # type: ignore[no-untyped-def]
+def iris_forest(n_estimators: int = 5, seed: int = 0) -> Any:
     from sklearn.datasets import load_iris
     from sklearn.ensemble import RandomForestClassifier
 

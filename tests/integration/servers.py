@@ -259,13 +259,21 @@ class InferdServer:
         return loaded
 
     def wait_workers_ready(self, timeout: float = READY_TIMEOUT) -> set[int]:
-        """Wait until `workers` workers run and each has loaded the current slot."""
+        """Wait until `workers` workers run and each has loaded the current slot.
+
+        A worker loads a new slot at its next request, so an idle one is nudged with
+        GET /health/ on fresh connections until it has (the kernel picks the worker).
+        """
         def ready() -> set[int] | None:
             pids = self.worker_pids()
             loaded = self.loaded_generations()
             generation = self.current_generation()
             if len(pids) == self.workers and all(generation in loaded.get(p, ()) for p in pids):
                 return pids
+            if len(pids) == self.workers and any(loaded.get(p) for p in pids):
+                with contextlib.suppress(requests.RequestException):
+                    requests.get(f"{self.url}/health/", headers={"Connection": "close"},
+                                 timeout=HTTP_TIMEOUT)
             return None
 
         pids: set[int] = wait_for(ready, timeout, "every worker to load the current slot",
@@ -276,12 +284,21 @@ class InferdServer:
         resp = _get_ok(f"{self.url}/health/")
         return resp is not None and resp.json().get("ready") is True
 
+    def _up_without_model(self) -> bool:
+        try:
+            resp = requests.get(f"{self.url}/health/", timeout=2)
+        except requests.RequestException:
+            return False
+        return (resp.status_code == 503 and resp.json().get("ready") is False
+                and len(self.worker_pids()) == self.workers)
+
 
 def start_inferd(base: Path, env: dict[str, str], *, workers: int = 2,
                  config: str = "python:inferd.gunicorn_conf",
-                 admin_token: str | None = None) -> InferdServer:
+                 admin_token: str | None = None, expect_model: bool = True) -> InferdServer:
     """Start gunicorn serving inferd, its state dir under `base`; return once /health/
-    answers ready and every worker has loaded the current slot."""
+    answers ready and every worker has loaded the current slot (or, with
+    expect_model=False, once every worker runs and /health/ answers 503 not ready)."""
     port = free_port()
     state = base / "state"
     full_env = clean_env(INFERD_STATE_DIR=str(state), INFERD_BIND=f"127.0.0.1:{port}",
@@ -294,6 +311,11 @@ def start_inferd(base: Path, env: dict[str, str], *, workers: int = 2,
                           Path(env["MODEL_PATH"]) if "MODEL_PATH" in env else None)
     started = time.monotonic()
     try:
+        if not expect_model:
+            wait_for(server._up_without_model, READY_TIMEOUT,
+                     "/health/ to answer 503 (not ready) with every worker forked", process,
+                     interval=0.2)
+            return server
         wait_for(server._ready, READY_TIMEOUT, "/health/ to answer ready", process,
                  interval=0.2)
         server.wait_workers_ready(max(1.0, READY_TIMEOUT - (time.monotonic() - started)))
