@@ -23,6 +23,7 @@ def create_app(settings: Settings, reloader: Reloader | None = None) -> falcon.A
     holder: ModelHolder | None = None
     try:
         reloader = reloader or open_reloader(settings)
+        reloader.try_reconcile()  # a worker that died mid-reload may have left a flip unbumped
         holder = ModelHolder(reloader.store, reloader.counter, settings.allow_pickle)
         holder.current()  # warm: load the serving slot before the first request
     except InferdError as exc:

@@ -45,4 +45,4 @@ def on_starting(server: Any) -> None:
 
 
 def child_exit(server: Any, worker: Any) -> None:
-    lifecycle.child_exit(server, worker)
+    lifecycle.child_exit(server, worker, _settings)

@@ -64,32 +64,38 @@ class ModelHolder:
         return self._state.model
 
     def _refresh(self) -> _State:
+        # Blocking on purpose: a request that starts after a reload answered must get
+        # the new model, so this worker's threads wait for the load rather than
+        # answer from the old one. (Compiled slots make that load milliseconds.)
         with self._switch:
-            # Read the counter before `current`: if a reload lands in between, we load
-            # the newer slot under the older counter value and simply refresh again.
-            counter = self.counter.read()
-            state = self._state
-            if counter == state.seen_counter:
-                return state  # another thread refreshed while we waited
-            if counter == self._failed_counter and (
-                self.clock() - self._failed_at < RETRY_AFTER_FAILURE_SECONDS
-            ):
-                return state
-            try:
-                model = self._load_current(state.model)
-            except (InferdError, OSError) as exc:
-                self.last_error = str(exc)
-                self._failed_counter, self._failed_at = counter, self.clock()
-                log.error(
-                    "Worker could not load the current slot; still serving the previous model",
-                    extra={"event": "slot_load_failed", "error": str(exc),
-                           "serving_generation": state.model and state.model.generation},
-                )
-                return state
-            self.last_error = None
-            self._failed_counter = None
-            self._state = _State(seen_counter=counter, model=model)
-            return self._state
+            return self._refresh_locked()
+
+    def _refresh_locked(self) -> _State:
+        # Read the counter before `current`: if a reload lands in between, we load
+        # the newer slot under the older counter value and simply refresh again.
+        counter = self.counter.read()
+        state = self._state
+        if counter == state.seen_counter:
+            return state  # another thread refreshed while we waited
+        if counter == self._failed_counter and (
+            self.clock() - self._failed_at < RETRY_AFTER_FAILURE_SECONDS
+        ):
+            return state
+        try:
+            model = self._load_current(state.model)
+        except (InferdError, OSError) as exc:
+            self.last_error = str(exc)
+            self._failed_counter, self._failed_at = counter, self.clock()
+            log.error(
+                "Worker could not load the current slot; still serving the previous model",
+                extra={"event": "slot_load_failed", "error": str(exc),
+                       "serving_generation": state.model and state.model.generation},
+            )
+            return state
+        self.last_error = None
+        self._failed_counter = None
+        self._state = _State(seen_counter=counter, model=model)
+        return self._state
 
     def _load_current(self, serving: LoadedModel | None) -> LoadedModel | None:
         generation = self.store.current_generation()

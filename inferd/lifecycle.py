@@ -84,7 +84,16 @@ def bootstrap_first_slot(settings: Settings) -> None:
                   extra={"event": "bootstrap", "result": "failed", "error": reason})
 
 
-def child_exit(server: Any, worker: Any) -> None:
+def child_exit(server: Any, worker: Any, settings: Settings) -> None:
+    """In the master, when a worker exits: drop its metrics, and repair the store in
+    case it died inside a reload (between the flip and the bump, say), so the other
+    workers move to the same slot now rather than at the next reload."""
     from inferd import metrics
+    from inferd.reload import open_reloader
 
     metrics.mark_process_dead(worker.pid)
+    try:
+        open_reloader(settings).try_reconcile()
+    except InferdError as exc:
+        log.error("Could not check the slot store after a worker exit: %s", exc,
+                  extra={"event": "reconcile", "result": "failed"})

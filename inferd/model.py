@@ -34,7 +34,7 @@ import numpy as np
 from inferd.errors import BadRequestError, ModelLoadError
 from inferd.store.slots import verify_files
 
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.", "builtins.", "collections.")
+TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
 PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle"}
 _SUFFIX_FORMATS = {
     ".skops": "skops",
@@ -61,6 +61,8 @@ def locate_artifact(model_dir: Path) -> Artifact:
             conf = yaml.safe_load(mlmodel.read_text())
         except (OSError, yaml.YAMLError) as exc:
             raise ModelLoadError(f"cannot read {mlmodel}: {exc}") from exc
+        if not isinstance(conf, dict) or not isinstance(conf.get("flavors") or {}, dict):
+            raise ModelLoadError(f"{mlmodel} is not an MLflow model description")
         flavor = (conf.get("flavors") or {}).get("sklearn")
         if not flavor:
             flavors = ", ".join(sorted(conf.get("flavors") or {})) or "none"
@@ -127,12 +129,27 @@ def load_estimator(artifact: Artifact, allow_pickle: bool) -> Any:
             ) from exc
 
 
+def _is_trusted_class(name: str) -> bool:
+    """A class (never a function: skops can store callables that run at predict time)
+    defined in scikit-learn, NumPy or SciPy's sparse module."""
+    if not name.startswith(TRUSTED_PREFIXES):
+        return False
+    import importlib
+
+    module_name, _, attr = name.rpartition(".")
+    try:
+        obj = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError, ValueError):
+        return False
+    return isinstance(obj, type)
+
+
 def _deserialize(artifact: Artifact) -> Any:
     if artifact.format == "skops":
         import skops.io
 
         untrusted = skops.io.get_untrusted_types(file=artifact.path)
-        refused = [t for t in untrusted if not t.startswith(TRUSTED_PREFIXES)]
+        refused = [t for t in untrusted if not _is_trusted_class(t)]
         if refused:
             raise ModelLoadError(
                 f"{artifact.path.name} contains types inferd does not trust: "
@@ -240,6 +257,10 @@ def check_trees(estimator: Any) -> None:
             and tree.value.shape[0] == nodes
             and bool(((left >= -1) & (left < nodes)).all())
             and bool(((right >= -1) & (right < nodes)).all())
+            # scikit-learn stores nodes in pre-order: a child always comes after its
+            # parent, which rules out cycles (a predict that never returns).
+            and bool((left[~leaf] > np.flatnonzero(~leaf)).all())
+            and bool((right[~leaf] > np.flatnonzero(~leaf)).all())
             and bool((leaf == (right == -1)).all())
             and bool(((feature[~leaf] >= 0) & (feature[~leaf] < n_features)).all())
         )

@@ -92,10 +92,11 @@ def _first_non_number(features: list[list[Any]]) -> str:
     for i, row in enumerate(features):
         for j, value in enumerate(row):
             if type(value) not in (int, float):
-                return (
-                    f"features[{i}][{j}] is {orjson.dumps(value).decode()[:40]}, "
-                    "expected a number"
-                )
+                try:
+                    shown = orjson.dumps(value).decode()[:40]
+                except orjson.JSONEncodeError:  # nested deeper than orjson will write
+                    shown = f"a deeply nested JSON {json_type(value)}"
+                return f"features[{i}][{j}] is {shown}, expected a number"
     return "features must be numbers"
 
 

@@ -18,7 +18,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from inferd.errors import StoreError
+from inferd.errors import ReloadBusyError, StoreError
 from inferd.sources import Resolved, Source
 from inferd.store.generation import GenerationCounter
 from inferd.store.slots import SlotStore
@@ -70,6 +70,18 @@ class Reloader:
     def reconcile(self) -> list[str]:
         """Repair the store after a crash (start-up and before every reload)."""
         with self.store.lock(self.lock_timeout):
+            return self._reconcile_locked()
+
+    def try_reconcile(self, timeout: float = 0.5) -> list[str]:
+        """Reconcile unless a reload holds the lock (that reload reconciles, then
+        publishes and bumps by itself). For a worker's boot and a worker's death."""
+        try:
+            return self.reconcile_with_timeout(timeout)
+        except ReloadBusyError:
+            return []
+
+    def reconcile_with_timeout(self, timeout: float) -> list[str]:
+        with self.store.lock(timeout):
             return self._reconcile_locked()
 
     def _reconcile_locked(self) -> list[str]:

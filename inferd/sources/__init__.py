@@ -35,6 +35,15 @@ class Source(Protocol):
     def fetch(self, resolved: Resolved, dest: Path) -> None: ...
 
 
+def redact_uri(uri: str) -> str:
+    """The URI without credentials (`https://user:pw@host` -> `https://***@host`),
+    for anything shown to a client or written to a log or a manifest."""
+    scheme, sep, rest = uri.partition("://")
+    if sep and "@" in rest.split("/", 1)[0]:
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return uri
+
+
 def make_source(settings: Settings) -> Source:
     if settings.model_source == "local":
         from inferd.sources.local import LocalSource

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from inferd.errors import SourceError
-from inferd.sources import Resolved
+from inferd.sources import Resolved, redact_uri
 
 # Bounded registry calls: MLflow's defaults (120 s, 7 retries with backoff) would
 # hold a reload for many minutes against a dead server.
@@ -40,6 +40,7 @@ class MlflowSource:
         self, tracking_uri: str, name: str, selector: tuple[str, str], cache_dir: Path
     ) -> None:
         self.tracking_uri = tracking_uri
+        self.shown_uri = redact_uri(tracking_uri)
         self.name = name
         self.selector = selector
         self.cache_dir = cache_dir
@@ -60,14 +61,14 @@ class MlflowSource:
             raise
         except Exception as exc:  # mlflow raises many types; all mean "registry said no"
             raise SourceError(
-                f"registry {self.tracking_uri} could not resolve {self.describe()}: "
-                f"{_short(exc)}"
+                f"registry {self.shown_uri} could not resolve {self.describe()}: "
+                f"{self._short(exc)}"
             ) from exc
         aliases = list(getattr(version, "aliases", None) or [])
         return Resolved(
             descriptor={
                 "source": "mlflow",
-                "tracking_uri": self.tracking_uri,
+                "tracking_uri": self.shown_uri,
                 "name": self.name,
                 "version": str(version.version),
                 "run_id": version.run_id,
@@ -91,15 +92,23 @@ class MlflowSource:
         if not found:
             raise SourceError(
                 f"registered model {self.name!r} has no version in stage {value!r} "
-                f"at {self.tracking_uri}"
+                f"at {self.shown_uri}"
             )
         return found[0]
 
+    def _short(self, exc: BaseException) -> str:
+        return _short(exc).replace(self.tracking_uri, self.shown_uri)
+
     @staticmethod
     def _run_metrics(client: Any, run_id: str | None) -> dict[str, float]:
+        """The run's metrics, best effort: they inform /health/, they never block a reload
+        (the run may be deleted, or kept on another tracking server)."""
         if not run_id:
             return {}
-        return {k: float(v) for k, v in client.get_run(run_id).data.metrics.items()}
+        try:
+            return {k: float(v) for k, v in client.get_run(run_id).data.metrics.items()}
+        except Exception:
+            return {}
 
     def fetch(self, resolved: Resolved, dest: Path) -> None:
         cached = self._cached(resolved)
@@ -132,7 +141,7 @@ class MlflowSource:
             raise
         except Exception as exc:
             raise SourceError(
-                f"could not download {resolved.uri} from {self.tracking_uri}: {_short(exc)}"
+                f"could not download {resolved.uri} from {self.shown_uri}: {self._short(exc)}"
             ) from exc
         finally:
             shutil.rmtree(partial, ignore_errors=True)

@@ -211,11 +211,15 @@ class SlotStore:
             # rename(2) over the old symlink is atomic: a reader sees the old or the new
             # target, never a missing `current`.
             os.replace(tmp, self.layout.current)
-            _fsync_dir(self.layout.root)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 tmp.unlink()
             raise StoreError(f"cannot switch {self.layout.current}: {exc}") from exc
+        # Once `current` has moved, the caller must bump the counter whatever happens,
+        # or running workers would stay on the old slot; a failed directory fsync only
+        # weakens durability across a power cut, so it is not an error here.
+        with contextlib.suppress(OSError):
+            _fsync_dir(self.layout.root)
 
     def prune(self) -> list[int]:
         """Delete published slots older than the newest `retention`; return what went."""
@@ -279,11 +283,13 @@ class SlotStore:
             actions.append(f"removed temporary file {stray.name}")
 
         current = self._valid_current()
+        moved = False
         if current is None:
             complete = [g for g in self.published() if self._is_complete(g)]
             if complete:
                 current = complete[-1]
                 self.flip(current)
+                moved = True
                 actions.append(f"pointed current at slot {current}")
             elif self.layout.current.is_symlink():
                 self.layout.current.unlink()
@@ -292,9 +298,12 @@ class SlotStore:
             if current is None or generation > current:
                 shutil.rmtree(self.layout.slot(generation), ignore_errors=True)
                 actions.append(f"removed slot {generation}, published but never made current")
-        if current is not None and counter.read() < current:
-            counter.bump(current)
-            actions.append(f"raised generation to {current}")
+        if current is not None and (moved or counter.read() < current):
+            # Any change of `current` must move the counter, or running workers keep
+            # serving what they have while new ones load something else.
+            raised = max(counter.read() + (1 if moved else 0), current)
+            counter.bump(raised)
+            actions.append(f"raised generation to {raised}")
         return actions
 
     def _is_complete(self, generation: int) -> bool:

@@ -21,6 +21,7 @@ from inferd.errors import (
 from inferd.holder import ModelHolder
 from inferd.reload import Reloader, ReloadResult
 from inferd.settings import Settings
+from inferd.sources import redact_uri
 
 log = logging.getLogger("inferd.admin")
 
@@ -82,8 +83,8 @@ class HealthResource:
                 error = self.holder.last_error
         manifest = model.manifest if model else {}
         body: dict[str, Any] = {
-            # degraded: serving, but this worker could not load the newest slot.
-            "status": ("degraded" if error else "ok") if model else "unavailable",
+            # Serving is "ok"; a newer slot this worker could not load shows in details.error.
+            "status": "ok" if model else "unavailable",
             "ready": model is not None,
             "details": {"metrics": manifest.get("metrics", {})},
             "mlflow": self._mlflow(manifest),
@@ -111,17 +112,9 @@ class HealthResource:
             "server_version": self.mlflow_version,
             "verified_at": manifest.get("published_at"),
             "model_uri": manifest.get("uri"),
-            "tracking_uri": _redact(self.settings.tracking_uri),
+            "tracking_uri": redact_uri(self.settings.tracking_uri),
             "selector": {"kind": kind, "value": value},
         }
-
-
-def _redact(uri: str) -> str:
-    """Drop credentials from a URI before showing it."""
-    scheme, sep, rest = uri.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return uri
 
 
 class _AdminResource:
