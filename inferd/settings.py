@@ -145,7 +145,8 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("bind", "INFERD_BIND", _bind, "127.0.0.1:8000", "Address gunicorn listens on."),
     Setting("workers", "INFERD_WORKERS", _positive_int, "2", "Number of worker processes."),
     Setting("threads", "INFERD_THREADS", _positive_int, "4",
-            "Threads per worker (gthread), so a reload never blocks a worker's other requests."),
+            "Threads per worker (gthread), so a reload's fetch and validation never block "
+            "a worker's other requests."),
     Setting("worker_timeout", "INFERD_WORKER_TIMEOUT", _positive_int, "120",
             "Seconds before gunicorn restarts a silent worker."),
     Setting("max_body_bytes", "INFERD_MAX_BODY_BYTES", _positive_int, "1048576",
