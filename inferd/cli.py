@@ -24,6 +24,8 @@ EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 
 def _default_url(settings: Settings | None) -> str:
     bind = settings.bind if settings else "127.0.0.1:8000"
+    if bind.startswith("unix:"):
+        raise ConfigError(f"INFERD_BIND={bind!r} is a unix socket; pass --url")
     host, _, port = bind.rpartition(":")
     if host in ("0.0.0.0", "", "[::]", "::"):
         host = "127.0.0.1"
@@ -33,7 +35,7 @@ def _default_url(settings: Settings | None) -> str:
 def cmd_serve(args: argparse.Namespace, settings: Settings) -> int:
     if args.bind:
         os.environ["INFERD_BIND"] = args.bind
-    if args.workers:
+    if args.workers is not None:
         os.environ["INFERD_WORKERS"] = str(args.workers)
     load_settings()  # validate the overrides before exec
     if args.demo:
