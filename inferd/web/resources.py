@@ -160,6 +160,14 @@ class _AdminResource:
             resp.status = falcon.HTTP_500
             resp.media = {"detail": f"Reload failed: {exc}"}
             return
+        except Exception as exc:  # an untranslated bug or OS error: still the contract's 500
+            metrics.RELOADS.labels("failed").inc()
+            log.exception("Manual model %s failed unexpectedly", action,
+                          extra={"event": action, "result": "failed",
+                                 "remote_addr": req.remote_addr})
+            resp.status = falcon.HTTP_500
+            resp.media = {"detail": f"Reload failed: {type(exc).__name__}: {exc}"[:500]}
+            return
         metrics.RELOADS.labels(result.status).inc()
         log.info(
             "Manual model reload applied" if result.status == "reloaded"
