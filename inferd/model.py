@@ -218,12 +218,19 @@ class LoadedModel:
         }
 
 
+def load_model_dir(model_dir: Path, allow_pickle: bool) -> tuple[Artifact, Any]:
+    """Locate, deserialize and tree-check the model in a slot's `model/` directory:
+    the one set of rules for the reloading process and for every worker."""
+    artifact = locate_artifact(model_dir)
+    estimator = load_estimator(artifact, allow_pickle)
+    check_trees(estimator)
+    return artifact, estimator
+
+
 def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> LoadedModel:
     """Verify a published slot's files against its manifest, then load its model."""
     verify_files(slot_dir, manifest)
-    artifact = locate_artifact(slot_dir / "model")
-    estimator = load_estimator(artifact, allow_pickle)
-    check_trees(estimator)
+    _, estimator = load_model_dir(slot_dir / "model", allow_pickle)
     return LoadedModel(
         generation=int(manifest["generation"]),
         manifest=manifest,

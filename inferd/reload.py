@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from inferd.errors import ReloadBusyError, StoreError
+from inferd.settings import Settings
 from inferd.sources import Resolved, Source
 from inferd.store.generation import GenerationCounter
 from inferd.store.slots import SlotStore
@@ -69,8 +70,7 @@ class Reloader:
 
     def reconcile(self) -> list[str]:
         """Repair the store after a crash (start-up and before every reload)."""
-        with self.store.lock(self.lock_timeout):
-            return self._reconcile_locked()
+        return self.reconcile_with_timeout(self.lock_timeout)
 
     def try_reconcile(self, timeout: float = 0.5) -> list[str]:
         """Reconcile unless a reload holds the lock (that reload reconciles, then
@@ -168,7 +168,7 @@ class Reloader:
             )
 
 
-def open_reloader(settings: Any, **kwargs: Any) -> Reloader:
+def open_reloader(settings: Settings, **kwargs: Any) -> Reloader:
     """Build a Reloader for `settings` (creates the state directory if needed)."""
     from inferd.sources import make_source
     from inferd.store.layout import StateLayout

@@ -14,14 +14,12 @@ from typing import Any
 import numpy as np
 
 from inferd.errors import ModelLoadError
-from inferd.model import check_trees, load_estimator, locate_artifact
+from inferd.model import load_model_dir
 
 
 def validate_staged(model_dir: Path, allow_pickle: bool) -> dict[str, Any]:
     """Load and smoke-test the model in `model_dir`; return facts for the manifest."""
-    artifact = locate_artifact(model_dir)
-    estimator = load_estimator(artifact, allow_pickle)
-    check_trees(estimator)
+    artifact, estimator = load_model_dir(model_dir, allow_pickle)
     if not hasattr(estimator, "predict"):
         raise ModelLoadError(f"{type(estimator).__name__} has no predict method")
     n_features = getattr(estimator, "n_features_in_", None)

@@ -13,20 +13,17 @@ from pathlib import Path
 
 from inferd.errors import SourceError
 from inferd.sources import Resolved
-from inferd.store.slots import tree_files
+from inferd.store.slots import file_sha256, tree_files
 
 
 def content_hash(path: Path) -> str:
+    if not path.is_dir():
+        return file_sha256(path)
     digest = hashlib.sha256()
-    if path.is_dir():
-        for rel in tree_files(path):
-            digest.update(str(rel).encode() + b"\0")
-            digest.update((path / rel).read_bytes())
-            digest.update(b"\0")
-    else:
-        with open(path, "rb") as fh:
-            for block in iter(lambda: fh.read(1 << 20), b""):
-                digest.update(block)
+    for rel in tree_files(path):
+        digest.update(str(rel).encode() + b"\0")
+        digest.update((path / rel).read_bytes())
+        digest.update(b"\0")
     return digest.hexdigest()
 
 

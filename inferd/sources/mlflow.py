@@ -47,9 +47,7 @@ class MlflowSource:
 
     def describe(self) -> str:
         kind, value = self.selector
-        return f"models:/{self.name}/{value}" if kind == "version" else (
-            f"models:/{self.name}@{value}" if kind == "alias" else f"models:/{self.name}/{value}"
-        )
+        return f"models:/{self.name}{'@' if kind == 'alias' else '/'}{value}"
 
     def resolve(self) -> Resolved:
         kind, value = self.selector

@@ -13,8 +13,6 @@ from inferd import logs, metrics
 
 log = logging.getLogger("inferd.access")
 
-_KNOWN_ROUTES = {"/predict", "/health", "/admin/reload", "/admin/rollback", "/metrics"}
-
 
 class RequestContext:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
@@ -28,11 +26,10 @@ class RequestContext:
     def process_response(self, req: falcon.Request, resp: falcon.Response,
                          resource: Any, req_succeeded: bool) -> None:
         elapsed = time.perf_counter() - getattr(req.context, "started", time.perf_counter())
-        path = req.path.rstrip("/") or "/"
-        # One label value for every unknown path, so a scanner cannot blow up cardinality.
-        route = path if path in _KNOWN_ROUTES else "other"
-        status = resp.status.split(" ", 1)[0] if isinstance(resp.status, str) else str(
-            int(resp.status))
+        # The route template falcon matched; one label value for every unknown path,
+        # so a scanner cannot blow up cardinality.
+        route = req.uri_template or "other"
+        status = str(resp.status_code)
         metrics.REQUESTS.labels(req.method, route, status).inc()
         metrics.LATENCY.labels(route).observe(elapsed)
         if route != "/predict" or not status.startswith("2"):

@@ -148,25 +148,20 @@ class _AdminResource:
             return
         try:
             result: ReloadResult = getattr(self.reloader, action)()
-        except InferdError as exc:
+        except Exception as exc:
             metrics.RELOADS.labels("failed").inc()
+            expected = isinstance(exc, InferdError)
             log.error(
-                "Manual model %s failed", action,
+                "Manual model %s failed", action, exc_info=not expected,
                 extra={"event": action, "result": "failed", "error": str(exc),
                        "remote_addr": req.remote_addr},
             )
             if isinstance(exc, NoPreviousSlotError | ReloadBusyError):
                 raise  # 409 / 503 from the error table, not "Reload failed"
+            # An untranslated bug or OS error still gets the contract's 500 body.
+            why = str(exc) if expected else f"{type(exc).__name__}: {exc}"
             resp.status = falcon.HTTP_500
-            resp.media = {"detail": f"Reload failed: {exc}"}
-            return
-        except Exception as exc:  # an untranslated bug or OS error: still the contract's 500
-            metrics.RELOADS.labels("failed").inc()
-            log.exception("Manual model %s failed unexpectedly", action,
-                          extra={"event": action, "result": "failed",
-                                 "remote_addr": req.remote_addr})
-            resp.status = falcon.HTTP_500
-            resp.media = {"detail": f"Reload failed: {type(exc).__name__}: {exc}"[:500]}
+            resp.media = {"detail": f"Reload failed: {why}"[:500]}
             return
         metrics.RELOADS.labels(result.status).inc()
         log.info(
