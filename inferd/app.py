@@ -13,7 +13,7 @@ from inferd.errors import InferdError
 from inferd.holder import ModelHolder
 from inferd.reload import Reloader, open_reloader
 from inferd.settings import Settings, load_settings
-from inferd.web import errors, resources
+from inferd.web import docs, errors, resources
 from inferd.web.middleware import RequestContext
 
 log = logging.getLogger("inferd.app")
@@ -43,6 +43,7 @@ def create_app(settings: Settings, reloader: Reloader | None = None) -> falcon.A
     app.add_route("/admin/reload", resources.ReloadResource(reloader, settings))
     app.add_route("/admin/rollback", resources.RollbackResource(reloader, settings))
     app.add_route("/metrics", resources.MetricsResource())
+    docs.add_routes(app, settings)
     return app
 
 

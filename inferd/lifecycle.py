@@ -10,6 +10,8 @@ fetch therefore runs in a child process (`inferd reload --direct`).
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
 import os
 import shutil
@@ -31,6 +33,18 @@ def prepare_metrics_dir(settings: Settings) -> None:
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, mode=0o700, exist_ok=True)
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
+def forget_live_gauges(pid: int) -> None:
+    """What prometheus_client's `multiprocess.mark_process_dead` does: delete a dead
+    worker's files of "live" gauges. Done here without importing `inferd.metrics`,
+    because that import would give the master gauge files of its own (value 0), which
+    the `livemin` generation gauge would then report."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for path in glob.glob(os.path.join(directory, f"gauge_live*_{pid}.db")):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
 
 
 def on_starting(server: Any, settings: Settings) -> None:
@@ -88,10 +102,9 @@ def child_exit(server: Any, worker: Any, settings: Settings) -> None:
     """In the master, when a worker exits: drop its metrics, and repair the store in
     case it died inside a reload (between the flip and the bump, say), so the other
     workers move to the same slot now rather than at the next reload."""
-    from inferd import metrics
     from inferd.reload import open_reloader
 
-    metrics.mark_process_dead(worker.pid)
+    forget_live_gauges(worker.pid)
     try:
         open_reloader(settings).try_reconcile()
     except InferdError as exc:

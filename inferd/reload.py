@@ -37,6 +37,7 @@ class ReloadResult:
     version: str | None = None
     stage: str | None = None
     generation: int | None = None
+    uri: str | None = None  # the concrete model URI, for the audit log
 
     def body(self) -> dict[str, Any]:
         return {
@@ -99,7 +100,7 @@ class Reloader:
             self.checkpoint("resolved")
             current = self.store.current_manifest()
             if current is not None and current.get("descriptor") == resolved.descriptor:
-                return ReloadResult("noop", "Model descriptor unchanged")
+                return ReloadResult("noop", "Model descriptor unchanged", uri=resolved.uri)
             generation = self._publish_new(source, resolved)
             self._activate(generation)
             return ReloadResult(
@@ -108,6 +109,7 @@ class Reloader:
                 version=resolved.version,
                 stage=resolved.stage or resolved.alias,
                 generation=generation,
+                uri=resolved.uri,
             )
 
     def _publish_new(self, source: Source, resolved: Resolved) -> int:
@@ -165,6 +167,7 @@ class Reloader:
                 version=manifest.get("version"),
                 stage=manifest.get("stage") or manifest.get("alias"),
                 generation=generation,
+                uri=manifest.get("uri"),
             )
 
 
