@@ -76,6 +76,8 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str = "info") -> None:
     """Send the `inferd` loggers to stderr as JSON (idempotent)."""
+    # Warnings go through logging, so they too are JSON lines rather than raw stderr.
+    logging.captureWarnings(True)
     logger = logging.getLogger("inferd")
     logger.setLevel(level.upper())
     if not logger.handlers:  # gunicorn's logconfig_dict may have set one up already
@@ -103,6 +105,8 @@ def gunicorn_logconfig(level: str = "info", access_log: bool = True) -> dict[str
             "gunicorn.access": {"level": "INFO" if access_log else "WARNING",
                                 "handlers": ["stderr"], "propagate": False},
             "inferd": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
+            # Python warnings (a library's deprecation notice, say), once captured below.
+            "py.warnings": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
         },
         "root": {"level": "WARNING", "handlers": ["stderr"]},
     }
