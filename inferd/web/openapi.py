@@ -41,19 +41,6 @@ _SCHEMAS: dict[str, Any] = {
         "required": ["detail"],
         "properties": {"detail": {"type": "string", "description": "what was wrong"}},
     },
-    "PredictRequest": {
-        "type": "object",
-        "required": ["features"],
-        "properties": {
-            "features": {
-                "type": "array",
-                "minItems": 1,
-                "description": "rows of numeric features, each as wide as the model expects",
-                "items": {"type": "array", "minItems": 1, "items": {"type": "number"}},
-            },
-        },
-        "example": {"features": [[5.1, 3.5, 1.4, 0.2]]},
-    },
     "PredictResponse": {
         "type": "object",
         "required": ["predictions", "model_version"],
@@ -136,6 +123,25 @@ _SCHEMAS: dict[str, Any] = {
         },
     },
 }
+
+
+def _predict_request(settings: Settings) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": ["features"],
+        "properties": {
+            "features": {
+                "type": "array",
+                "minItems": 1,
+                "maxItems": settings.max_rows,
+                "description": "rows of numeric features, each as wide as the serving model "
+                               "expects (its `n_features` in /health/); at most "
+                               "INFERD_MAX_ROWS rows and INFERD_MAX_BODY_BYTES bytes",
+                "items": {"type": "array", "minItems": 1, "items": {"type": "number"}},
+            },
+        },
+        "example": {"features": [[5.1, 3.5, 1.4, 0.2]]},
+    }
 
 
 def _predict_operation() -> dict[str, Any]:
@@ -224,7 +230,7 @@ def build(settings: Settings) -> dict[str, Any]:
             }},
         },
         "components": {
-            "schemas": _SCHEMAS,
+            "schemas": {**_SCHEMAS, "PredictRequest": _predict_request(settings)},
             "headers": {"CorrelationId": {
                 "description": "the request's X-Correlation-ID or X-Request-ID, else a new id",
                 "schema": {"type": "string"},
