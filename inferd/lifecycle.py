@@ -50,7 +50,6 @@ def forget_live_gauges(pid: int) -> None:
 def on_starting(server: Any, settings: Settings) -> None:
     from inferd.reload import open_reloader
 
-    prepare_metrics_dir(settings)
     if settings.admin_token is None:
         log.warning(
             "ADMIN_API_TOKEN is not set: /admin/reload and /admin/rollback are open to "
@@ -66,9 +65,11 @@ def on_starting(server: Any, settings: Settings) -> None:
         reloader = open_reloader(settings)
         reloader.reconcile()
         has_slot = reloader.store.current_generation() is not None
-    except InferdError as exc:
+        prepare_metrics_dir(settings)
+    except (InferdError, OSError) as exc:
+        # One line that says what is wrong, then exit 2 (bad configuration), no traceback.
         log.critical("State directory unusable: %s", exc, extra={"event": "startup_failed"})
-        raise SystemExit(f"inferd: {exc}") from None
+        raise SystemExit(2) from None
     if has_slot:
         log.info("Serving the published slot", extra={
             "event": "startup", "generation": reloader.store.current_generation()})

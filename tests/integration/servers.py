@@ -315,9 +315,9 @@ def start_inferd(base: Path, env: dict[str, str], *, workers: int = 2,
     answers ready and every worker has loaded the current slot (or, with
     expect_model=False, once every worker runs and /health/ answers 503 not ready)."""
     port = free_port()
-    state = base / "state"
-    full_env = clean_env(INFERD_STATE_DIR=str(state), INFERD_BIND=f"127.0.0.1:{port}",
-                         INFERD_WORKERS=str(workers), **env)
+    state = Path(env.get("INFERD_STATE_DIR", base / "state"))
+    full_env = clean_env(**{"INFERD_STATE_DIR": str(state), "INFERD_BIND": f"127.0.0.1:{port}",
+                            "INFERD_WORKERS": str(workers), **env})
     if admin_token is not None:
         full_env["ADMIN_API_TOKEN"] = admin_token
     cmd = [sys.executable, "-m", "gunicorn", "-c", config, "inferd.app:app"]
