@@ -47,15 +47,29 @@ def forget_live_gauges(pid: int) -> None:
                 os.remove(path)
 
 
+def warn_open_admin(settings: Settings) -> None:
+    """No admin token: a warning on loopback, and the loudest line inferd writes when
+    other hosts can reach the endpoints that replace the model."""
+    if settings.bind_is_loopback:
+        log.warning(
+            "ADMIN_API_TOKEN is not set: /admin/reload and /admin/rollback are open to "
+            "anyone on this host (%s)", settings.bind,
+            extra={"event": "admin_auth_disabled", "bind": settings.bind, "exposed": False},
+        )
+        return
+    log.critical(
+        "ADMIN_API_TOKEN is not set and inferd listens on %s, which is not loopback: ANYONE "
+        "WHO CAN REACH IT CAN REPLACE OR ROLL BACK THE SERVED MODEL. Set ADMIN_API_TOKEN "
+        "(or ADMIN_API_TOKEN_FILE) or bind to 127.0.0.1", settings.bind,
+        extra={"event": "admin_auth_disabled", "bind": settings.bind, "exposed": True},
+    )
+
+
 def on_starting(server: Any, settings: Settings) -> None:
     from inferd.reload import open_reloader
 
     if settings.admin_token is None:
-        log.warning(
-            "ADMIN_API_TOKEN is not set: /admin/reload and /admin/rollback are open to "
-            "anyone who can reach %s", settings.bind,
-            extra={"event": "admin_auth_disabled", "bind": settings.bind},
-        )
+        warn_open_admin(settings)
     if settings.auto_refresh_seconds is not None:
         log.warning(
             "MODEL_AUTO_REFRESH_SECONDS is set, but automatic refresh is not built yet; "

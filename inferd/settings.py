@@ -213,6 +213,14 @@ class Settings:
         return "stage", self.mlflow_model_stage
 
     @property
+    def bind_is_loopback(self) -> bool:
+        """Only this host can connect (a unix socket is guarded by its file mode)."""
+        if self.bind.startswith("unix:"):
+            return True
+        host = self.bind.rpartition(":")[0].strip("[]")
+        return host in ("localhost", "::1") or host.startswith("127.")
+
+    @property
     def requested_model_uri(self) -> str:
         """What a reload asks for, in MLflow's URI form (for logs; no secrets in it)."""
         if self.model_source == "local":
