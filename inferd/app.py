@@ -8,9 +8,10 @@ import logging
 
 import falcon
 
-from inferd import logs
+from inferd import logs, notify
 from inferd.errors import InferdError
 from inferd.holder import ModelHolder
+from inferd.model import LoadedModel
 from inferd.reload import Reloader, open_reloader
 from inferd.settings import Settings, load_settings
 from inferd.web import docs, errors, resources
@@ -24,7 +25,8 @@ def create_app(settings: Settings, reloader: Reloader | None = None) -> falcon.A
     try:
         reloader = reloader or open_reloader(settings)
         reloader.try_reconcile()  # a worker that died mid-reload may have left a flip unbumped
-        holder = ModelHolder(reloader.store, reloader.counter, settings.allow_pickle)
+        holder = ModelHolder(reloader.store, reloader.counter, settings.allow_pickle,
+                             on_loaded=_announce)
         holder.current()  # warm: load the serving slot before the first request
     except InferdError as exc:
         log.error("Model manager not ready at worker start", extra={"error": str(exc)})
@@ -45,6 +47,10 @@ def create_app(settings: Settings, reloader: Reloader | None = None) -> falcon.A
     app.add_route("/metrics", resources.MetricsResource())
     docs.add_routes(app, settings)
     return app
+
+
+def _announce(model: LoadedModel) -> None:
+    notify.serving(model.version, model.generation)
 
 
 class _Unavailable:
