@@ -16,7 +16,9 @@ file. What inferd trusts, deliberately:
 - A scikit-learn `InconsistentVersionWarning` at load (the model was pickled by
   another scikit-learn version) is a load failure, not a warning.
 
-scikit-learn, joblib and skops are imported lazily, when a slot is loaded.
+scikit-learn, joblib and skops are imported lazily, when a slot is loaded. A slot
+written with a compiled form (`inferd.compiled`, manifest `"form": "compiled"`) is
+served from its memory-mapped arrays instead, and its worker never imports them.
 """
 
 from __future__ import annotations
@@ -177,8 +179,9 @@ class LoadedModel:
 
     generation: int
     manifest: dict[str, Any]
-    estimator: Any
+    estimator: Any  # a scikit-learn estimator, or a CompiledModel (form "compiled")
     n_features: int | None
+    form: str = "fallback"
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -210,8 +213,8 @@ class LoadedModel:
             "run_id": m.get("descriptor", {}).get("run_id"),
             "generation": self.generation,
             "format": m.get("artifact", {}).get("format"),
-            "form": "fallback",
-            "estimator": type(self.estimator).__name__,
+            "form": self.form,
+            "estimator": m.get("estimator") or type(self.estimator).__name__,
             "n_features": self.n_features,
             "published_at": m.get("published_at"),
             "loaded_at": self.loaded_at,
@@ -228,7 +231,23 @@ def load_model_dir(model_dir: Path, allow_pickle: bool) -> tuple[Artifact, Any]:
 
 
 def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> LoadedModel:
-    """Verify a published slot's files against its manifest, then load its model."""
+    """Verify a published slot's files against its manifest, then load its model:
+    the compiled form when the slot has one (only its files are read and verified),
+    else the estimator."""
+    if manifest.get("form") == "compiled":
+        from inferd.compiled.compile import load_compiled
+
+        compiled_files = {rel: facts for rel, facts in manifest.get("files", {}).items()
+                          if rel.startswith("compiled/")}
+        verify_files(slot_dir, {"files": compiled_files})
+        compiled = load_compiled(slot_dir)
+        return LoadedModel(
+            generation=int(manifest["generation"]),
+            manifest=manifest,
+            estimator=compiled,
+            n_features=compiled.n_features,
+            form="compiled",
+        )
     verify_files(slot_dir, manifest)
     _, estimator = load_model_dir(slot_dir / "model", allow_pickle)
     return LoadedModel(
