@@ -262,7 +262,9 @@ def _sub_estimators(estimator: Any) -> list[Any]:
     found = [estimator]
     for step in getattr(estimator, "steps", None) or []:
         found.extend(_sub_estimators(step[1]))
-    for sub in getattr(estimator, "estimators_", None) or []:
+    subs = getattr(estimator, "estimators_", None)
+    # An ndarray (gradient boosting's (n, k) grid of trees) has no truth value.
+    for sub in subs if subs is not None else []:
         found.extend(_sub_estimators(sub) if not isinstance(sub, np.ndarray) else
                      [e for row in sub for e in _sub_estimators(row)])
     return found
