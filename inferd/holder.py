@@ -39,10 +39,12 @@ class ModelHolder:
         counter: GenerationCounter,
         allow_pickle: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        sklearn_large_batches: bool = True,
     ) -> None:
         self.store = store
         self.counter = counter
         self.allow_pickle = allow_pickle
+        self.sklearn_large_batches = sklearn_large_batches
         self.clock = clock
         self._state = _State(seen_counter=-1, model=None)
         self._switch = threading.Lock()
@@ -58,6 +60,13 @@ class ModelHolder:
         if state.model is None:
             raise NoModelError(self.last_error or "no model is published yet")
         return state.model
+
+    def refresh_if_moved(self) -> None:
+        """Load the current slot now if the counter moved (the slot watcher's call), so
+        requests find it loaded; `current()` stays the backstop for a request that
+        comes first."""
+        if self.counter.read() != self._state.seen_counter:
+            self._refresh()
 
     def peek(self) -> LoadedModel | None:
         """The model as of the last refresh, without checking the counter."""
@@ -105,7 +114,8 @@ class ModelHolder:
             return serving
         started = time.monotonic()
         manifest = self.store.read_manifest(generation)
-        model = load_slot(self.store.layout.slot(generation), manifest, self.allow_pickle)
+        model = load_slot(self.store.layout.slot(generation), manifest, self.allow_pickle,
+                          self.sklearn_large_batches)
         log.info(
             "Worker loaded slot",
             extra={"event": "slot_loaded", "generation": generation,

@@ -230,25 +230,26 @@ def load_model_dir(model_dir: Path, allow_pickle: bool) -> tuple[Artifact, Any]:
     return artifact, estimator
 
 
-def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> LoadedModel:
+def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool,
+              sklearn_large_batches: bool = True) -> LoadedModel:
     """Verify a published slot's files against its manifest, then load its model:
-    the compiled form when the slot has one (only its files are read and verified),
-    else the estimator."""
+    the compiled form when the slot has one, else the estimator."""
+    # Every file, including a model file the compiled form does not read: a damaged slot
+    # is refused whole, and large batches may load that file later (inferd.batch).
+    verify_files(slot_dir, manifest)
     if manifest.get("form") == "compiled":
+        from inferd.batch import BatchRouter
         from inferd.compiled.compile import load_compiled
 
-        compiled_files = {rel: facts for rel, facts in manifest.get("files", {}).items()
-                          if rel.startswith("compiled/")}
-        verify_files(slot_dir, {"files": compiled_files})
         compiled = load_compiled(slot_dir)
         return LoadedModel(
             generation=int(manifest["generation"]),
             manifest=manifest,
-            estimator=compiled,
+            estimator=BatchRouter(compiled, slot_dir / "model", allow_pickle,
+                                  enabled=sklearn_large_batches),
             n_features=compiled.n_features,
             form="compiled",
         )
-    verify_files(slot_dir, manifest)
     _, estimator = load_model_dir(slot_dir / "model", allow_pickle)
     return LoadedModel(
         generation=int(manifest["generation"]),
