@@ -7,7 +7,9 @@ any worker reads them all. The only module that imports prometheus_client.
 
 from __future__ import annotations
 
+import functools
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -36,6 +38,20 @@ GENERATION = Gauge(
 )
 RELOADS = Counter("inferd_reloads", "reload attempts by result", ["result"])
 PREDICTED_ROWS = Counter("inferd_predicted_rows", "rows predicted")
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_children(method: str, route: str, status: str) -> tuple[Any, Any]:
+    return REQUESTS.labels(method, route, status), LATENCY.labels(route)
+
+
+def observe_request(method: str, route: str, status: str, seconds: float) -> None:
+    """Count one answered request and its latency. PERF: the labelled children are
+    cached (routes are templates and statuses few, so the set is small); `.labels()`
+    on every request cost about half of the metrics' time on the request path."""
+    count, latency = _request_children(method, route, status)
+    count.inc()
+    latency.observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:

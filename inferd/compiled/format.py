@@ -94,7 +94,9 @@ class ArrayReader:
         if ndim is not None and arr.ndim != ndim:
             raise CompiledFormatError(f"compiled array {name} has {arr.ndim} dimensions, "
                                       f"expected {ndim}")
-        return arr
+        # A plain ndarray view of the same mapped pages: np.memmap's Python-level
+        # __getitem__/__array_wrap__ cost more than the indexing itself on small batches.
+        return arr.view(np.ndarray)
 
 
 def write_header(directory: Path, header: dict[str, Any]) -> None:

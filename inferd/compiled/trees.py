@@ -179,13 +179,15 @@ class TreeEnsemble:
         """The leaf each (tree, row) pair reaches; pair p = tree * n + row.
 
         Pairs that reached a leaf drop out of the working set, so the work follows the
-        real path lengths rather than the deepest tree's depth (2-3x less on forests
-        with uneven leaves). `depth` bounds the loop whatever the arrays say.
+        real path lengths rather than the deepest tree's depth: 2-3x less on forests
+        with uneven leaves, and faster even for one row on an iris forest (measured
+        against a loop without compaction). `depth` bounds the loop whatever the
+        arrays say.
         """
         feature, threshold, children = self.feature, self.threshold, self._flat_children
         start = np.repeat(self.roots, n)
-        reached = start.copy()
         offset = np.tile(np.arange(n, dtype=np.intp) * self.n_features, self.n_trees)
+        reached = start.copy()
         pos = np.arange(len(start))
         active = start
         for _ in range(self.depth):
@@ -204,10 +206,11 @@ class TreeEnsemble:
     def _combine(self, leaves: np.ndarray) -> np.ndarray:
         if self.combine == "single":
             return leaves[0]
-        # Tree by tree from zero, as the forest accumulates, then the mean.
-        out = np.zeros(leaves.shape[1:], dtype=np.float64)
-        for tree_rows in leaves:
-            out += tree_rows
+        # Tree by tree, as the forest accumulates, then the mean. A reduction over the
+        # outer axis adds whole (rows, k) planes in order (pairwise summation applies
+        # only along the contiguous axis), so this equals the forest's loop bit for bit
+        # (the hypothesis tests check it) at a fraction of the cost of a Python loop.
+        out: np.ndarray = np.add.reduce(leaves, axis=0)
         out /= self.n_trees
         return out
 

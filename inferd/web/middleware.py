@@ -30,8 +30,7 @@ class RequestContext:
         # so a scanner cannot blow up cardinality.
         route = req.uri_template or "other"
         status = str(resp.status_code)
-        metrics.REQUESTS.labels(req.method, route, status).inc()
-        metrics.LATENCY.labels(route).observe(elapsed)
+        metrics.observe_request(req.method, route, status, elapsed)
         if route != "/predict" or not status.startswith("2"):
             log.info(
                 "%s %s %s", req.method, req.path, status,
