@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-LARGE_ROWS, LARGE_TREES, LARGE_FEATURES = 15_000, 60, 20
+LARGE_ROWS, LARGE_TREES, LARGE_FEATURES = 15_000, 75, 20
 
 
 @dataclass(frozen=True)
@@ -36,7 +36,10 @@ def _save_mlflow(model: Any, path: Path, example: Any) -> None:
 
     tmp = path.with_name(path.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
-    mlflow.sklearn.save_model(model, str(tmp), input_example=example)
+    # cloudpickle: what both servers load as is (MLflow 3.x defaults to skops, whose
+    # loader asks for an explicit trust list for tree nodes).
+    mlflow.sklearn.save_model(model, str(tmp), input_example=example,
+                              serialization_format="cloudpickle")
     tmp.rename(path)
 
 
@@ -50,7 +53,7 @@ def prepare(cache: Path) -> Models:
     root = cache / f"sklearn-{sklearn.__version__}"
     root.mkdir(parents=True, exist_ok=True)
     models = Models(root / "iris-rf100", root / "iris-a.joblib", root / "iris-b.joblib",
-                    root / "large-et")
+                    root / f"large-et{LARGE_TREES}x{LARGE_ROWS}")
     x, y = load_iris(return_X_y=True)
     if not models.iris_dir.exists():
         print("training the iris forest (once) ...", flush=True)
