@@ -162,6 +162,7 @@ class Suite:
                                          self.connections).as_dict()
             stop.set()
             thread.join(180)
+            time.sleep(1.5)  # so the last reload's slot loads are in the log
             under_reload["reloads"] = len(answers)
             under_reload["max_worker_lag_s"] = report.worker_lag(server.log, answers)
         self.results["reload"] = {"steady": steady, "under_reload": under_reload}
