@@ -3,7 +3,9 @@
 One `ModelHolder` per worker process, shared by the worker's threads. `current()`
 runs before every prediction: it reads the mmap'd counter (a few hundred
 nanoseconds) and, only when the counter moved, resolves `current`, loads that slot
-completely, and then swaps one reference. A request that already holds the old
+completely, and then swaps one reference. The worker's slot watcher
+(`inferd.watcher`) calls `refresh_if_moved()` every 50 ms, so that load has usually
+happened before a request asks. A request that already holds the old
 model finishes on it. If the new slot fails to load, the worker keeps serving the
 model it has, records the error for /health/, and tries again after a pause.
 """

@@ -52,6 +52,12 @@ def test_compiled_slot_serves_without_sklearn_then_fallback(tmp_path: Path) -> N
         write_model(model_path, boosted)
         answer = server.admin("reload")
         assert answer.json().get("status") == "reloaded", answer.text
+        # No request is sent until every worker has loaded it: the slot watcher loads a
+        # new slot by itself (bounded wait; typically well under a second).
+        generation = server.current_generation()
+        wait_for(lambda: all(generation in server.loaded_generations().get(pid, ())
+                             for pid in pids),
+                 30, "every worker to load the new slot without a request", server.process)
         resp = server.predict()
         assert resp.json()["predictions"] == boosted.predict(np.array(IRIS_ROWS)).tolist()
         assert server.health().json()["model"]["form"] == "fallback"

@@ -24,9 +24,11 @@ from sklearn.linear_model import (
     LinearRegression,
     LogisticRegression,
     Ridge,
+    SGDClassifier,
 )
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
+from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
 from inferd.compiled.compile import compile_into, load_compiled
@@ -89,7 +91,7 @@ def test_trees_equal_sklearn(tmp_path: Path, kind: str, seed: int, features: int
 
 
 @SETTINGS
-@given(kind=st.sampled_from(["linreg", "ridge", "lasso", "enet", "logreg"]),
+@given(kind=st.sampled_from(["linreg", "ridge", "lasso", "enet", "logreg", "sgd", "svc"]),
        seed=st.integers(0, 10_000), features=st.integers(1, 10), classes=st.integers(2, 5),
        scaler=st.one_of(st.none(), st.sampled_from(SCALERS)))
 def test_linear_equal_sklearn(tmp_path: Path, kind: str, seed: int, features: int,
@@ -97,8 +99,10 @@ def test_linear_equal_sklearn(tmp_path: Path, kind: str, seed: int, features: in
     x, y = _data(seed, 150, features, classes)
     model: Any = {"linreg": LinearRegression(), "ridge": Ridge(alpha=0.5),
                   "lasso": Lasso(alpha=0.01), "enet": ElasticNet(alpha=0.01),
-                  "logreg": LogisticRegression(max_iter=300)}[kind]
-    if kind != "logreg":
+                  "logreg": LogisticRegression(max_iter=300),
+                  "sgd": SGDClassifier(random_state=seed),
+                  "svc": LinearSVC(random_state=seed)}[kind]
+    if kind not in ("logreg", "sgd", "svc"):
         y = x @ np.arange(1, features + 1) + y
     if scaler is not None:
         model = make_pipeline(scaler(), model)
