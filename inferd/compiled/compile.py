@@ -60,17 +60,21 @@ def compile_into(slot_dir: Path, estimator: Any, smoke_rows: np.ndarray) -> dict
     writer = ArrayWriter()
     try:
         header: dict[str, Any] = {"format": fmt.FORMAT, "estimator": type(estimator).__name__,
-                  "n_features": _n_features(estimator), "model": _spec(estimator, writer)}
+                                  "n_features": _n_features(estimator),
+                                  "model": _spec(estimator, writer)}
     except Unsupported as exc:
         return {"form": "fallback", "fallback_reason": f"not compiled: {exc}"}
-    writer.write(directory)
-    fmt.write_header(directory, header)
+    # Compiling is an optimisation: whatever goes wrong from here (an estimator that is
+    # not quite what its class name promised, a full disk, a mismatch) leaves the slot
+    # to its ordinary loader rather than failing a reload the model itself passed.
     try:
+        writer.write(directory)
+        fmt.write_header(directory, header)
         compiled = load_compiled(slot_dir)
         rows = verification_rows(smoke_rows)
         equal = np.array_equal(np.asarray(estimator.predict(rows)), compiled.predict(rows))
-    except (CompiledFormatError, ValueError) as exc:
-        equal, why = False, str(exc)
+    except Exception as exc:
+        equal, why = False, f"{type(exc).__name__}: {exc}"
     else:
         why = "its predictions differ from scikit-learn's"
     if not equal:
@@ -101,6 +105,13 @@ def _n_features(estimator: Any) -> int:
 
 
 def _spec(estimator: Any, writer: ArrayWriter) -> dict[str, Any]:
+    try:
+        return _estimator_spec(estimator, writer)
+    except (AttributeError, TypeError, ValueError, IndexError) as exc:
+        raise Unsupported(f"{type(estimator).__name__} ({type(exc).__name__}: {exc})") from exc
+
+
+def _estimator_spec(estimator: Any, writer: ArrayWriter) -> dict[str, Any]:
     name = type(estimator).__name__
     if name == "Pipeline":
         *transforms, (_, final) = estimator.steps

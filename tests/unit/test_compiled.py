@@ -203,3 +203,26 @@ def test_pickled_object_array_is_refused(forest_slot: Path) -> None:
     np.save(path, np.array(["a", 1, None], dtype=object), allow_pickle=True)
     with pytest.raises(CompiledFormatError):
         load_compiled(forest_slot)
+
+
+def test_an_impostor_with_a_supported_name_falls_back(tmp_path: Path) -> None:
+    impostor = type("RandomForestClassifier", (), {"n_features_in_": 4,
+                                                   "predict": lambda self, rows: rows[:, 0]})()
+    facts = compile_into(tmp_path, impostor, np.zeros((1, 4)))
+    assert facts["form"] == "fallback"
+    assert "RandomForestClassifier" in facts["fallback_reason"]
+    assert not (tmp_path / "compiled").exists()
+
+
+def test_a_compiled_form_that_disagrees_is_not_kept(tmp_path: Path) -> None:
+    x, y = _data(0, 80, 3, 2)
+
+    class Contrary(LogisticRegression):  # compiles as LogisticRegression, predicts otherwise
+        def predict(self, rows: Any) -> Any:
+            return 1 - super().predict(rows)
+
+    Contrary.__name__ = "LogisticRegression"
+    facts = compile_into(tmp_path, Contrary().fit(x, y), x[:2])
+    assert facts["form"] == "fallback"
+    assert "differ" in facts["fallback_reason"]
+    assert not (tmp_path / "compiled").exists()
