@@ -48,52 +48,67 @@ def _get(results: dict[str, Any], *path: str) -> Any:
     return node
 
 
+# How `--check` judges a figure: "baseline" (no worse than the committed run, within
+# the tolerance), "target" (meets the issue's target) or None (reported only). Request
+# rates are reported only: on a shared 2-core machine they moved 2x between runs while
+# the server CPU per request, which the gated efficiency ratios use, moved a few percent.
 def ratios(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    """name -> {value, better, target}; targets are the issue's, None for context."""
-    def rps(model: str, server: str, rows: int) -> Any:
-        return _get(r, f"throughput_{model}", server, f"{rows}_rows", "rps")
+    """name -> {value, better, target, gate}; targets are the issue's, None for context."""
+    def figure(model: str, server: str, rows: int, key: str) -> Any:
+        return _get(r, f"throughput_{model}", server, f"{rows}_rows", key)
 
-    def cpu(model: str, server: str) -> Any:
-        return _get(r, f"throughput_{model}", server, "1_rows", "server_cpu_ms_per_request")
+    def rps(model: str, server: str, rows: int) -> Any:
+        return figure(model, server, rows, "rps")
+
+    def cpu_vs(model: str, other: str, rows: int) -> Any:
+        # How many inferd requests cost the CPU of one of `other`'s (higher is better).
+        return _div(figure(model, other, rows, "server_cpu_ms_per_request"),
+                    figure(model, "inferd", rows, "server_cpu_ms_per_request"))
 
     def pss(model: str, server: str) -> Any:
         return _get(r, f"throughput_{model}", server, "pss_mb_after_load")
 
     mem = r.get("memory_large_inferd_pss_mb", {})
     reload = r.get("reload", {})
-    table = {
+    table: dict[str, tuple[Any, str, float | None, str | None]] = {
         "iris_1row_rps_vs_mlflow": (_div(rps("iris", "inferd", 1), rps("iris", "mlflow", 1)),
-                                    "higher", 40.0),
+                                    "higher", 40.0, None),
         "iris_1row_rps_vs_floor": (_div(rps("iris", "inferd", 1), rps("iris", "floor", 1)),
-                                   "higher", 0.7),
+                                   "higher", 0.7, None),
         "iris_100rows_rps_vs_mlflow": (_div(rps("iris", "inferd", 100),
-                                            rps("iris", "mlflow", 100)), "higher", 10.0),
+                                            rps("iris", "mlflow", 100)), "higher", 10.0, None),
         "iris_100rows_rps_vs_floor": (_div(rps("iris", "inferd", 100),
-                                           rps("iris", "floor", 100)), "higher", None),
-        "iris_cpu_per_request_vs_mlflow": (_div(cpu("iris", "inferd"), cpu("iris", "mlflow")),
-                                           "lower", None),
+                                           rps("iris", "floor", 100)), "higher", None, None),
         "large_1row_rps_vs_mlflow": (_div(rps("large", "inferd", 1), rps("large", "mlflow", 1)),
-                                     "higher", None),
+                                     "higher", None, None),
         "large_1row_rps_vs_floor": (_div(rps("large", "inferd", 1), rps("large", "floor", 1)),
-                                    "higher", None),
+                                    "higher", None, None),
+        "iris_1row_cpu_efficiency_vs_mlflow": (cpu_vs("iris", "mlflow", 1), "higher", None,
+                                               "baseline"),
+        "iris_1row_cpu_efficiency_vs_floor": (cpu_vs("iris", "floor", 1), "higher", None,
+                                              "baseline"),
+        "iris_100rows_cpu_efficiency_vs_floor": (cpu_vs("iris", "floor", 100), "higher", None,
+                                                 "baseline"),
+        "large_1row_cpu_efficiency_vs_floor": (cpu_vs("large", "floor", 1), "higher", None,
+                                               "baseline"),
         "iris_2w_pss_vs_mlflow": (_div(pss("iris", "inferd"), pss("iris", "mlflow")),
-                                  "lower", 0.25),
+                                  "lower", 0.25, "baseline"),
         "iris_2w_pss_vs_floor": (_div(pss("iris", "inferd"), pss("iris", "floor")),
-                                 "lower", None),
-        "large_pss_4w_vs_1w": (_div(mem.get("4"), mem.get("1")), "lower", 1.3),
+                                 "lower", None, "baseline"),
+        "large_pss_4w_vs_1w": (_div(mem.get("4"), mem.get("1")), "lower", 1.3, "baseline"),
         "large_pss_2w_vs_mlflow": (_div(pss("large", "inferd"), pss("large", "mlflow")),
-                                   "lower", None),
+                                   "lower", None, "baseline"),
         "reload_failed_requests": (
             None if not reload else reload["under_reload"]["non_2xx"]
-            + reload["under_reload"]["socket_errors"], "lower", 0.0),
+            + reload["under_reload"]["socket_errors"], "lower", 0.0, "target"),
         "reload_p99_vs_steady": (_div(_get(reload, "under_reload", "p99_ms"),
-                                      _get(reload, "steady", "p99_ms")), "lower", 2.0),
+                                      _get(reload, "steady", "p99_ms")), "lower", 2.0, "target"),
         "reload_max_worker_lag_s": (_get(reload, "under_reload", "max_worker_lag_s"),
-                                    "lower", 1.0),
+                                    "lower", 1.0, "target"),
     }
-    return {name: {"value": None if value is None else round(float(value), 4),
-                   "better": better, "target": target}
-            for name, (value, better, target) in table.items() if value is not None}
+    return {name: {"value": round(float(value), 4), "better": better, "target": target,
+                   "gate": gate}
+            for name, (value, better, target, gate) in table.items() if value is not None}
 
 
 def _met(entry: dict[str, Any]) -> str:
@@ -144,24 +159,37 @@ def markdown(doc: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _meets(value: float, bound: float, better: str) -> bool:
+    return value >= bound if better == "higher" else value <= bound
+
+
 def check(current: dict[str, Any], baseline: dict[str, Any], tolerance: float) -> int:
-    """Exit status: 1 if a ratio regressed beyond `tolerance` against the baseline."""
+    """Exit status: 1 if a gated figure regressed: a "baseline" figure worse than the
+    baseline by more than `tolerance`, or a "target" figure missing its target."""
     failures = []
     for name, base in baseline.items():
         entry = current.get(name)
         if entry is None:
             continue
-        value, was = entry["value"], base["value"]
-        if base["better"] == "higher":
-            bad = value < was * (1 - tolerance)
+        value, was, better = entry["value"], base["value"], base["better"]
+        gate = base.get("gate", "baseline")
+        if gate == "target":
+            bad = not _meets(value, base["target"], better)
+            bound = f"target {base['target']:g}"
+        elif gate == "baseline":
+            if better == "higher":
+                bad = value < was * (1 - tolerance)
+            else:
+                bad = value > was * (1 + tolerance) if was > 0 else value > 0
+            bound = f"baseline {was:.4g}"
         else:
-            bad = value > was * (1 + tolerance) if was > 0 else value > 0
-        status = "REGRESSION" if bad else "ok"
-        print(f"{status:10} {name}: {value:.4g} (baseline {was:.4g})")
+            print(f"{'info':10} {name}: {value:.4g} (baseline {was:.4g}, not gated)")
+            continue
+        print(f"{'REGRESSION' if bad else 'ok':10} {name}: {value:.4g} ({bound})")
         if bad:
             failures.append(name)
     if failures:
-        print(f"{len(failures)} figure(s) regressed beyond {tolerance:.0%}: {', '.join(failures)}")
+        print(f"{len(failures)} figure(s) regressed: {', '.join(failures)}")
         return 1
-    print(f"no regression beyond {tolerance:.0%} against the baseline")
+    print(f"no regression (tolerance {tolerance:.0%} against the baseline)")
     return 0

@@ -30,12 +30,14 @@ def test_parse_wrk_reads_rate_percentiles_and_failures() -> None:
     assert (result.non_2xx, result.socket_errors) == (5, 3)
 
 
-def test_check_fails_only_beyond_the_tolerance() -> None:
-    baseline = {"up": {"value": 10.0, "better": "higher"},
-                "down": {"value": 1.0, "better": "lower"},
-                "zero": {"value": 0.0, "better": "lower"}}
-    fine = {"up": {"value": 7.0}, "down": {"value": 1.3}, "zero": {"value": 0}}
-    assert check(fine, baseline, 0.35) == 0
+def test_check_fails_only_beyond_the_tolerance_or_the_target() -> None:
+    baseline = {"up": {"value": 10.0, "better": "higher", "gate": "baseline"},
+                "down": {"value": 1.0, "better": "lower", "gate": "baseline"},
+                "lag": {"value": 0.02, "better": "lower", "gate": "target", "target": 1.0},
+                "rate": {"value": 50.0, "better": "higher", "gate": None, "target": 40.0}}
+    fine = {"up": {"value": 7.0}, "down": {"value": 1.3}, "lag": {"value": 0.5},
+            "rate": {"value": 5.0}}
+    assert check(fine, baseline, 0.35) == 0  # "rate" is reported, not gated
     assert check({**fine, "up": {"value": 6.0}}, baseline, 0.35) == 1
     assert check({**fine, "down": {"value": 1.4}}, baseline, 0.35) == 1
-    assert check({**fine, "zero": {"value": 1}}, baseline, 0.35) == 1
+    assert check({**fine, "lag": {"value": 1.5}}, baseline, 0.35) == 1
