@@ -40,6 +40,7 @@ SINGLE = {"DecisionTreeClassifier", "ExtraTreeClassifier",
 FORESTS = {"RandomForestClassifier", "ExtraTreesClassifier",
            "RandomForestRegressor", "ExtraTreesRegressor"}
 SUPPORTED = SINGLE | FORESTS
+MAX_PAIRS = 1 << 20  # (tree, row) pairs traversed at once; bounds a request's memory
 
 
 def compile_trees(estimator: Any, writer: ArrayWriter) -> dict[str, Any]:
@@ -171,8 +172,17 @@ class TreeEnsemble:
             raise ValueError("Input X contains infinity or a value too large for "
                              "dtype('float32').")
         # scikit-learn compares the float32 feature with the float64 threshold in float64.
-        xs = as32.astype(np.float64).reshape(-1)
-        leaves = self._apply(xs, n)
+        as64 = as32.astype(np.float64)
+        # Rows are independent, so a large batch goes in slices: the working arrays stay
+        # near MAX_PAIRS entries (tens of MB) whatever the rows x trees of a request.
+        step = max(1, MAX_PAIRS // self.n_trees)
+        if n <= step:
+            return self._scores(as64)
+        return np.concatenate([self._scores(as64[i:i + step]) for i in range(0, n, step)])
+
+    def _scores(self, rows64: np.ndarray) -> np.ndarray:
+        n = rows64.shape[0]
+        leaves = self._apply(rows64.reshape(-1), n)
         return self._combine(self.values[leaves].reshape(self.n_trees, n, -1))
 
     def _apply(self, xs: np.ndarray, n: int) -> np.ndarray:

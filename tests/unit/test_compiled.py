@@ -226,3 +226,15 @@ def test_a_compiled_form_that_disagrees_is_not_kept(tmp_path: Path) -> None:
     assert facts["form"] == "fallback"
     assert "differ" in facts["fallback_reason"]
     assert not (tmp_path / "compiled").exists()
+
+
+def test_large_batches_in_slices_equal_one_pass(tmp_path: Path, monkeypatch: Any) -> None:
+    from inferd.compiled import trees
+
+    x, y = _data(3, 300, 5, 3)
+    model = RandomForestClassifier(7, random_state=0).fit(x, y)
+    compiled = _compile(tmp_path, model, x)
+    whole = compiled.final.scores(x)
+    monkeypatch.setattr(trees, "MAX_PAIRS", 50)  # 7 rows a slice
+    assert np.array_equal(compiled.final.scores(x), whole)
+    assert np.array_equal(compiled.predict(x), model.predict(x))
