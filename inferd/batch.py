@@ -6,8 +6,10 @@ pays about 0.1-0.3 ms of joblib and validation overhead per tree whatever the ba
 but per node visited numpy costs several times scikit-learn's compiled loop, so on
 large batches it loses (2-4x at 10 000 rows). The work of a batch is about
 rows x mean leaf depth x trees for both, so the crossover is a number of
-rows x mean leaf depth: numpy was still ahead at 3 900 (iris forest, 1 000 rows) and
-level at 7 200 (deep extra trees, 300 rows), so the switch is at 5 000.
+rows x mean leaf depth. Over three runs numpy was ahead at 2 400 (deep extra trees,
+100 rows) and, within the noise, level at 3 900 (iris forest, 1 000 rows: 30% ahead in
+one run, 20% behind in another) and at 7 200 (extra trees, 300 rows); so the switch is
+at 4 000, the side where no batch is slower than scikit-learn.
 
 Above `LARGE_BATCH_WORK`, this worker answers with the slot's own scikit-learn
 estimator. It is loaded on first need, in a background thread, with the same trust
@@ -31,7 +33,7 @@ from inferd.errors import InferdError
 
 log = logging.getLogger("inferd.batch")
 
-LARGE_BATCH_WORK = 5000.0  # rows x mean leaf depth where scikit-learn starts to win
+LARGE_BATCH_WORK = 4000.0  # rows x mean leaf depth where scikit-learn starts to win
 
 
 class BatchRouter:
