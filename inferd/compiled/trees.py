@@ -117,6 +117,7 @@ class TreeEnsemble:
         self.depth, self.mean_leaf_depth = self._check()
         self.n_trees = len(self.roots)
         self._flat_children = self.children.reshape(-1)
+        self._zero_offsets = np.zeros(self.n_trees, dtype=np.intp)
 
     def _check(self) -> tuple[int, float]:
         """Refuse arrays whose indices could read out of bounds or loop; return the
@@ -198,8 +199,11 @@ class TreeEnsemble:
         """
         feature, threshold, children = self.feature, self.threshold, self._flat_children
         is_leaf = self._is_leaf
-        start = np.repeat(self.roots, n)
-        offset = np.tile(np.arange(n, dtype=np.intp) * self.n_features, self.n_trees)
+        if n == 1:  # PERF: the common single-row request skips building both arrays
+            start, offset = self.roots, self._zero_offsets
+        else:
+            start = np.repeat(self.roots, n)
+            offset = np.arange(len(start), dtype=np.intp) % n * self.n_features
         reached = start.copy()
         pos = np.arange(len(start))
         active = start
