@@ -10,6 +10,7 @@ advances every (tree, row) pair by one level:
     values    f8   (nodes, k)   what a leaf contributes (see below)
     roots     intp (trees,)     index of each tree's root; tree t owns nodes
                                 roots[t] .. roots[t+1]-1, in pre-order
+    leaf      bool (nodes,)     whether a node is a leaf (checked against children)
     classes   (k,)              classifiers only: the labels argmax indexes
 
 Equal to scikit-learn, bit for bit, by doing what it does in the same order:
@@ -77,6 +78,9 @@ def compile_trees(estimator: Any, writer: ArrayWriter) -> dict[str, Any]:
             "threshold": writer.add("tree_threshold", np.concatenate(threshold)),
             "values": writer.add("tree_values", np.concatenate(values)),
             "roots": writer.add("tree_roots", np.asarray(roots, dtype=np.intp)),
+            # Derivable from children, but stored so that workers share it too.
+            "leaf": writer.add("tree_leaf", np.concatenate(
+                [np.asarray(t.tree_.children_left == -1) for t in trees])),
         },
     }
     if task == "classifier":
@@ -112,6 +116,7 @@ class TreeEnsemble:
         self.threshold = reader.open(arrays.get("threshold"), "f", 1)
         self.values = reader.open(arrays.get("values"), "f", 2)
         self.roots = reader.open(arrays.get("roots"), "i", 1)
+        self.leaf = reader.open(arrays.get("leaf"), "b", 1)
         self.classes = (reader.open(arrays.get("classes"), None, 1)
                         if self.task == "classifier" else None)
         self.depth, self.mean_leaf_depth = self._check()
@@ -153,8 +158,10 @@ class TreeEnsemble:
         feature = np.asarray(self.feature)
         if not bool(((feature >= 0) & (feature < self.n_features)).all()):
             raise CompiledFormatError("a tree node splits on a feature the model does not have")
-        # A per-process boolean copy (1 byte a node): cheaper to test than the pairs.
-        self._is_leaf = leaf
+        # The traversal tests the stored leaf flags (mapped, shared by the workers), so
+        # they must say exactly what the children say.
+        if self.leaf.shape != (nodes,) or not np.array_equal(self.leaf, leaf):
+            raise CompiledFormatError("stored leaf flags disagree with the tree children")
         return _depth(children, roots, leaf)
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
@@ -198,7 +205,7 @@ class TreeEnsemble:
         whatever the arrays say.
         """
         feature, threshold, children = self.feature, self.threshold, self._flat_children
-        is_leaf = self._is_leaf
+        is_leaf = self.leaf
         if n == 1:  # PERF: the common single-row request skips building both arrays
             start, offset = self.roots, self._zero_offsets
         else:

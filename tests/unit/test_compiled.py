@@ -161,6 +161,7 @@ def _first_inner(slot: Path) -> int:
 @pytest.mark.parametrize("damage", [
     "child_past_end", "child_negative", "child_backwards", "child_in_next_tree",
     "feature_out_of_range", "feature_negative", "root_out_of_range", "class_count",
+    "leaf_flag_lies",
 ])
 def test_hostile_indices_are_refused(forest_slot: Path, damage: str) -> None:
     inner = _first_inner(forest_slot)
@@ -177,6 +178,7 @@ def test_hostile_indices_are_refused(forest_slot: Path, damage: str) -> None:
         "feature_negative": ("tree_feature", lambda a: a.__setitem__(inner, -1)),
         "root_out_of_range": ("tree_roots", lambda a: a.__setitem__(-1, 10**9)),
         "class_count": ("tree_classes", None),
+        "leaf_flag_lies": ("tree_leaf", lambda a: a.__setitem__(inner, True)),
     }
     name, change = changes[damage]
     if damage == "class_count":
