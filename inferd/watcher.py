@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import weakref
 
 from inferd.holder import ModelHolder
 
@@ -22,8 +23,11 @@ INTERVAL_SECONDS = 0.05
 
 
 class SlotWatcher:
+    """Holds its holder weakly: when the app that owns the holder goes away (an app
+    built in a test, say), the thread ends at its next tick instead of polling forever."""
+
     def __init__(self, holder: ModelHolder, interval: float = INTERVAL_SECONDS) -> None:
-        self.holder = holder
+        self._holder = weakref.ref(holder)
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="inferd-slot-watcher",
@@ -39,8 +43,13 @@ class SlotWatcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            holder = self._holder()
+            if holder is None:
+                return
             try:
-                self.holder.refresh_if_moved()
+                holder.refresh_if_moved()
             except Exception:  # a bug here must not end the watching; the holder logs
                 # load failures itself, this is for anything it did not expect.
                 log.exception("Slot watcher failed to refresh", extra={"event": "watcher"})
+            finally:
+                del holder

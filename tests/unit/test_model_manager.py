@@ -237,3 +237,18 @@ def test_watcher_loads_a_new_slot_before_any_request(
         assert loaded.predict(ROW) == [2]
     finally:
         watcher.stop()
+
+
+def test_watcher_ends_when_its_holder_is_gone(
+    reloader: Reloader, make_holder: Callable[..., ModelHolder]
+) -> None:
+    import gc
+
+    from inferd.watcher import SlotWatcher
+
+    holder = make_holder()
+    watcher = SlotWatcher(holder, interval=0.01).start()
+    del holder
+    gc.collect()
+    watcher._thread.join(5)
+    assert not watcher._thread.is_alive()
