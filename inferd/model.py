@@ -16,7 +16,9 @@ file. What inferd trusts, deliberately:
 - A scikit-learn `InconsistentVersionWarning` at load (the model was pickled by
   another scikit-learn version) is a load failure, not a warning.
 
-scikit-learn, joblib and skops are imported lazily, when a slot is loaded.
+scikit-learn, joblib and skops are imported lazily, when a slot is loaded. A slot
+written with a compiled form (`inferd.compiled`, manifest `"form": "compiled"`) is
+served from its memory-mapped arrays instead, and its worker never imports them.
 """
 
 from __future__ import annotations
@@ -177,8 +179,9 @@ class LoadedModel:
 
     generation: int
     manifest: dict[str, Any]
-    estimator: Any
+    estimator: Any  # a scikit-learn estimator, or a CompiledModel (form "compiled")
     n_features: int | None
+    form: str = "fallback"
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -210,8 +213,8 @@ class LoadedModel:
             "run_id": m.get("descriptor", {}).get("run_id"),
             "generation": self.generation,
             "format": m.get("artifact", {}).get("format"),
-            "form": "fallback",
-            "estimator": type(self.estimator).__name__,
+            "form": self.form,
+            "estimator": m.get("estimator") or type(self.estimator).__name__,
             "n_features": self.n_features,
             "published_at": m.get("published_at"),
             "loaded_at": self.loaded_at,
@@ -227,9 +230,26 @@ def load_model_dir(model_dir: Path, allow_pickle: bool) -> tuple[Artifact, Any]:
     return artifact, estimator
 
 
-def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> LoadedModel:
-    """Verify a published slot's files against its manifest, then load its model."""
+def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool,
+              sklearn_large_batches: bool = True) -> LoadedModel:
+    """Verify a published slot's files against its manifest, then load its model:
+    the compiled form when the slot has one, else the estimator."""
+    # Every file, including a model file the compiled form does not read: a damaged slot
+    # is refused whole, and large batches may load that file later (inferd.batch).
     verify_files(slot_dir, manifest)
+    if manifest.get("form") == "compiled":
+        from inferd.batch import BatchRouter
+        from inferd.compiled.compile import load_compiled
+
+        compiled = load_compiled(slot_dir)
+        return LoadedModel(
+            generation=int(manifest["generation"]),
+            manifest=manifest,
+            estimator=BatchRouter(compiled, slot_dir / "model", allow_pickle,
+                                  enabled=sklearn_large_batches),
+            n_features=compiled.n_features,
+            form="compiled",
+        )
     _, estimator = load_model_dir(slot_dir / "model", allow_pickle)
     return LoadedModel(
         generation=int(manifest["generation"]),
@@ -243,7 +263,9 @@ def _sub_estimators(estimator: Any) -> list[Any]:
     found = [estimator]
     for step in getattr(estimator, "steps", None) or []:
         found.extend(_sub_estimators(step[1]))
-    for sub in getattr(estimator, "estimators_", None) or []:
+    subs = getattr(estimator, "estimators_", None)
+    # An ndarray (gradient boosting's (n, k) grid of trees) has no truth value.
+    for sub in subs if subs is not None else []:
         found.extend(_sub_estimators(sub) if not isinstance(sub, np.ndarray) else
                      [e for row in sub for e in _sub_estimators(row)])
     return found
