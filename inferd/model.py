@@ -4,9 +4,10 @@ A slot's `model/` directory holds either an MLflow model directory (an `MLmodel`
 file naming the sklearn flavor's file and serialization format) or one model
 file. What inferd trusts, deliberately:
 
-- **skops** files load with an explicit allow-list of types (`TRUSTED_PREFIXES`:
-  scikit-learn, NumPy and SciPy classes). The model's own `skops_trusted_types`
-  in its MLmodel file is ignored, since a crafted model could list anything there.
+- **skops** files load with an explicit allow-list (`SKOPS_TRUSTED_TYPES`) of the
+  types skops itself does not trust by default: the few internal classes that
+  scikit-learn's own models contain. The model's own `skops_trusted_types` in its
+  MLmodel file is ignored, since a crafted model could list anything there.
   scikit-learn indexes tree nodes without bounds checks, so every loaded tree's
   children, features and value rows are checked first (`check_trees`): a hostile
   file is refused instead of reading out of bounds.
@@ -36,7 +37,23 @@ import numpy as np
 from inferd.errors import BadRequestError, ModelLoadError
 from inferd.store.slots import verify_files
 
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
+# skops trusts scikit-learn's estimators and NumPy's arrays by itself; these are the
+# types it asks about when a scikit-learn model is saved (found by saving every model
+# family inferd compiles or serves: trees, forests, gradient boosting, linear models,
+# SVMs, neighbours, scaler pipelines). Classes only, never a function, which skops could
+# call at predict time. A type outside the list is refused, naming it; save such a model
+# with joblib (and keep INFERD_ALLOW_PICKLE=true) if you trust its source.
+SKOPS_TRUSTED_TYPES = frozenset({
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+})
 PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle"}
 _SUFFIX_FORMATS = {
     ".skops": "skops",
@@ -131,27 +148,12 @@ def load_estimator(artifact: Artifact, allow_pickle: bool) -> Any:
             ) from exc
 
 
-def _is_trusted_class(name: str) -> bool:
-    """A class (never a function: skops can store callables that run at predict time)
-    defined in scikit-learn, NumPy or SciPy's sparse module."""
-    if not name.startswith(TRUSTED_PREFIXES):
-        return False
-    import importlib
-
-    module_name, _, attr = name.rpartition(".")
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError):
-        return False
-    return isinstance(obj, type)
-
-
 def _deserialize(artifact: Artifact) -> Any:
     if artifact.format == "skops":
         import skops.io
 
         untrusted = skops.io.get_untrusted_types(file=artifact.path)
-        refused = [t for t in untrusted if not _is_trusted_class(t)]
+        refused = [t for t in untrusted if t not in SKOPS_TRUSTED_TYPES]
         if refused:
             raise ModelLoadError(
                 f"{artifact.path.name} contains types inferd does not trust: "
