@@ -13,9 +13,12 @@ tests use to kill the process at that exact point.
 from __future__ import annotations
 
 import logging
+import os
+import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from inferd.errors import ReloadBusyError, StoreError
@@ -182,6 +185,9 @@ def open_reloader(settings: Settings, **kwargs: Any) -> Reloader:
         counter = GenerationCounter(store.layout.generation)
     except OSError as exc:
         raise StoreError(f"cannot open {store.layout.generation}: {exc}") from exc
+    fault_file = os.environ.get(FAULT_INJECTION_ENV)
+    if fault_file and "checkpoint" not in kwargs:
+        kwargs["checkpoint"] = fault_injection(Path(fault_file))
     return Reloader(
         store,
         counter,
@@ -189,3 +195,24 @@ def open_reloader(settings: Settings, **kwargs: Any) -> Reloader:
         allow_pickle=settings.allow_pickle,
         **kwargs,
     )
+
+
+# TEST ONLY, never in production: with this variable naming a file, a reloading
+# process reads a step name from that file at every step and, on a match, deletes the
+# file and kills itself with SIGKILL (tests/integration/test_fault_injection.py).
+FAULT_INJECTION_ENV = "INFERD_TEST_FAULT_INJECTION_FILE"
+
+
+def fault_injection(step_file: Path) -> Callable[[str], None]:
+    def checkpoint(step: str) -> None:
+        try:
+            wanted = step_file.read_text().strip()
+        except FileNotFoundError:
+            return
+        if wanted == step:
+            step_file.unlink(missing_ok=True)  # one kill per request for a fault
+            log.critical("Fault injection: killing the reloading process",
+                         extra={"event": "fault_injection", "step": step})
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    return checkpoint
