@@ -1,6 +1,11 @@
 """Composition root of a worker: `create_app(settings)` wires store, holder, reloader
 and resources into a Falcon WSGI app. `app` is what gunicorn imports
-(`inferd.app:app`), once per worker, after the fork."""
+(`inferd.app:app`), once per worker, after the fork.
+
+In a worker (no reloader passed in) each reload runs in a child process
+(`inferd.reload_child`), and two daemon threads start: the registry probe behind
+/health/ and the worker's candidacy for refresh leader (`inferd.refresh`). A test
+that passes its own `Reloader` gets reloads in its own process and no threads."""
 
 from __future__ import annotations
 
@@ -11,7 +16,10 @@ import falcon
 from inferd import logs
 from inferd.errors import InferdError
 from inferd.holder import ModelHolder
-from inferd.reload import Reloader, open_reloader
+from inferd.refresh import RefreshLeader
+from inferd.registry_health import RegistryProbe
+from inferd.reload import Reloader, ReloadRunner, open_reloader
+from inferd.reload_child import ChildReloads
 from inferd.settings import Settings, load_settings
 from inferd.web import errors, resources
 from inferd.web.middleware import RequestContext
@@ -21,6 +29,7 @@ log = logging.getLogger("inferd.app")
 
 def create_app(settings: Settings, reloader: Reloader | None = None) -> falcon.App:
     holder: ModelHolder | None = None
+    in_worker = reloader is None
     try:
         reloader = reloader or open_reloader(settings)
         reloader.try_reconcile()  # a worker that died mid-reload may have left a flip unbumped
@@ -31,6 +40,15 @@ def create_app(settings: Settings, reloader: Reloader | None = None) -> falcon.A
         if holder is None:
             reloader = None
 
+    runner: ReloadRunner | None = None
+    probe = RegistryProbe(settings)
+    if in_worker:
+        probe.start()
+    if reloader is not None:
+        runner = ChildReloads(settings) if in_worker else reloader
+        if in_worker:
+            RefreshLeader(settings, runner, reloader.store).start()
+
     app = falcon.App(middleware=[RequestContext()])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, errors.handle_unexpected)
@@ -39,9 +57,9 @@ def create_app(settings: Settings, reloader: Reloader | None = None) -> falcon.A
 
     app.add_route("/predict", resources.PredictResource(holder, settings) if holder
                   else _Unavailable())
-    app.add_route("/health", resources.HealthResource(holder, settings))
-    app.add_route("/admin/reload", resources.ReloadResource(reloader, settings))
-    app.add_route("/admin/rollback", resources.RollbackResource(reloader, settings))
+    app.add_route("/health", resources.HealthResource(holder, settings, probe))
+    app.add_route("/admin/reload", resources.ReloadResource(runner, settings))
+    app.add_route("/admin/rollback", resources.RollbackResource(runner, settings))
     app.add_route("/metrics", resources.MetricsResource())
     return app
 
