@@ -136,11 +136,12 @@ class _HttpRegistry:
 
 
 def _check_sqlite(uri: str, timeout: float) -> None:
-    path = Path(unquote(urlparse(uri).path))
+    # SQLAlchemy's form: sqlite:///relative/path or sqlite:////absolute/path
+    path = Path(unquote(uri.split("://", 1)[1][1:].split("?", 1)[0])).absolute()
     if not path.is_file():
         raise RegistryUnreachable(f"registry database {path} does not exist")
     try:
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=timeout)
+        conn = sqlite3.connect(f"{path.as_uri()}?mode=ro", uri=True, timeout=timeout)
         try:
             conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
         finally:
