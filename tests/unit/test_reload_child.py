@@ -4,6 +4,8 @@ state dir, the real local source; the registry that hangs is a real loopback soc
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -77,3 +79,32 @@ def test_a_stalled_registry_is_cut_off_at_the_reload_timeout(child_env: Env) -> 
     assert 2 <= elapsed < 10, elapsed
     assert registry.url in str(failed.value)
     assert isinstance(failed.value, InferdError)
+
+
+def test_a_worker_reloads_without_importing_mlflow(child_env: Env, model_path: Path,
+                                                   forests: tuple[Any, Any],
+                                                   tmp_path: Path) -> None:
+    """The worker's whole app with its background threads, a reload through the admin
+    endpoint (run by a child) and a registry check, in a fresh interpreter: none of
+    it imports MLflow into the worker."""
+    child_env()
+    write_model(model_path, forests[0])
+    registry = tmp_path / "mlflow.db"
+    registry.touch()
+    script = (
+        "import sys, dataclasses; from falcon import testing; from inferd.app import create_app; "
+        "from inferd.registry_health import check_registry; "
+        "from inferd.settings import load_settings; s = load_settings(); "
+        "c = testing.TestClient(create_app(s)); "
+        "r = c.simulate_post('/admin/reload'); assert r.status_code == 200, r.text; "
+        "p = c.simulate_post('/predict/', json={'features': [[1, 2, 3, 4]]}); "
+        "assert p.status_code == 200; "
+        "c.simulate_get('/health/'); "
+        f"h = check_registry(dataclasses.replace(s, model_source='mlflow', "
+        f"mlflow_tracking_uri='sqlite:///{registry}')); assert h.status == 'ok', h; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'mlflow'))"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip() == "[]"
