@@ -63,7 +63,7 @@ def move_champion_to_a_new_version(url: str, name: str) -> str:
     return str(version.version)
 
 
-def health_where(server: InferdServer, check: Any, what: str, timeout: float = 15) -> Any:
+def health_where(server: InferdServer, check: Any, what: str, timeout: float = 30) -> Any:
     def probe() -> Any:
         resp = server.health()
         body = resp.json()
@@ -199,7 +199,7 @@ def test_serving_through_a_registry_outage(tmp_path: Path) -> None:
         health_where(serving, lambda code, b: code == 200 and b["status"] == "ok",
                      "/health/ to recover")
         health_where(fresh, lambda code, b: code == 200 and b["ready"], "the fresh server to "
-                     "fetch its first model once the registry is back", timeout=60)
+                     "fetch its first model once the registry is back", timeout=90)
         assert set(fresh.versions(5)) == {"1"}
     finally:
         for srv in servers:
