@@ -97,10 +97,16 @@ def test_polls_follow_the_source_and_keep_a_manual_rollback(
     leader.lock.release()
 
 
-def test_backs_off_while_the_source_fails(make_settings: Callable[..., Settings]) -> None:
-    leader, _ = leader_for(make_settings(auto_refresh_seconds=INTERVAL))  # no MODEL_PATH
+def test_backs_off_while_the_source_fails_then_fetches_the_first_model(
+        make_settings: Callable[..., Settings], model_path: Path) -> None:
+    leader, reloader = leader_for(make_settings(auto_refresh_seconds=INTERVAL))  # no model yet
     delays = [leader.tick() for _ in range(5)]
     assert delays == [INTERVAL * 2, INTERVAL * 4, INTERVAL * 8, INTERVAL * 8, INTERVAL * 8]
+    assert reloader.store.current_generation() is None
+
+    write_model(model_path, ConstantModel(1))  # the source is back
+    assert leader.tick() == INTERVAL
+    assert reloader.store.current_manifest()["version"] == content_hash(model_path)[:12]
     leader.lock.release()
 
 

@@ -95,3 +95,25 @@ def test_health_is_degraded_but_ready_while_the_registry_is_down(
     assert mlflow["selector"] == {"kind": "alias", "value": "champion"}
     assert mlflow["verified_at"] is None and mlflow["registry_version"] is None
     assert mlflow["auto_refresh"]["mode"] == "off"
+
+
+def test_not_ready_says_the_registry_is_down(make_settings: Callable[..., Settings]) -> None:
+    """A first start during an outage: no slot, and the reason names the registry."""
+    url = f"http://127.0.0.1:{free_port()}"
+    settings = make_settings(model_source="mlflow", mlflow_tracking_uri=url,
+                             auto_refresh_seconds=5.0)
+    reloader = open_reloader(settings)
+    probe = RegistryProbe(settings)
+    probe.check_now()
+    app = falcon.App()
+    app.add_route("/health", HealthResource(
+        ModelHolder(reloader.store, reloader.counter), settings, probe))
+
+    resp = testing.TestClient(app).simulate_get("/health")
+
+    assert resp.status_code == 503
+    body = resp.json
+    assert (body["status"], body["ready"]) == ("unavailable", False)
+    assert body["details"]["error"].startswith(
+        f"no model is published yet; registry unreachable: cannot reach {url}")
+    assert body["mlflow"]["auto_refresh"]["mode"] == "polling"
