@@ -21,7 +21,7 @@ from inferd.registry_health import RegistryProbe
 from inferd.reload import Reloader, ReloadRunner, open_reloader
 from inferd.reload_child import ChildReloads
 from inferd.settings import Settings, load_settings
-from inferd.web import errors, resources
+from inferd.web import docs, errors, resources
 from inferd.web.middleware import RequestContext
 
 log = logging.getLogger("inferd.app")
@@ -61,6 +61,7 @@ def create_app(settings: Settings, reloader: Reloader | None = None) -> falcon.A
     app.add_route("/admin/reload", resources.ReloadResource(runner, settings))
     app.add_route("/admin/rollback", resources.RollbackResource(runner, settings))
     app.add_route("/metrics", resources.MetricsResource())
+    docs.add_routes(app, settings)
     return app
 
 

@@ -35,7 +35,7 @@ control_socket_disable = True
 accesslog = None
 errorlog = "-"
 loglevel = _settings.log_level
-logconfig_dict = logs.gunicorn_logconfig(_settings.log_level)
+logconfig_dict = logs.gunicorn_logconfig(_settings.log_level, _settings.access_log)
 proc_name = "inferd"
 
 

@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from inferd import metrics
 from inferd.errors import InferdError, NoModelError
 from inferd.model import LoadedModel, load_slot
 from inferd.store.generation import GenerationCounter
@@ -106,9 +107,11 @@ class ModelHolder:
         started = time.monotonic()
         manifest = self.store.read_manifest(generation)
         model = load_slot(self.store.layout.slot(generation), manifest, self.allow_pickle)
+        seconds = time.monotonic() - started
+        metrics.slot_loaded(generation, manifest.get("metrics") or {}, seconds)
         log.info(
             "Worker loaded slot",
             extra={"event": "slot_loaded", "generation": generation,
-                   "version": model.version, "seconds": round(time.monotonic() - started, 4)},
+                   "version": model.version, "seconds": round(seconds, 4)},
         )
         return model

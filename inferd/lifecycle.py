@@ -11,6 +11,8 @@ INFERD_RELOAD_TIMEOUT. When a slot exists, start never waits on the registry.
 
 from __future__ import annotations
 
+import contextlib
+import glob
 import logging
 import os
 import shutil
@@ -31,24 +33,51 @@ def prepare_metrics_dir(settings: Settings) -> None:
     os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
 
 
+def forget_live_gauges(pid: int) -> None:
+    """What prometheus_client's `multiprocess.mark_process_dead` does: delete a dead
+    worker's files of "live" gauges. Done here without importing `inferd.metrics`,
+    because that import would give the master gauge files of its own (value 0), which
+    the `livemin` generation gauge would then report."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for path in glob.glob(os.path.join(directory, f"gauge_live*_{pid}.db")):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+
+def warn_open_admin(settings: Settings) -> None:
+    """No admin token: a warning on loopback, and the loudest line inferd writes when
+    other hosts can reach the endpoints that replace the model."""
+    if settings.bind_is_loopback:
+        log.warning(
+            "ADMIN_API_TOKEN is not set: /admin/reload and /admin/rollback are open to "
+            "anyone on this host (%s)", settings.bind,
+            extra={"event": "admin_auth_disabled", "bind": settings.bind, "exposed": False},
+        )
+        return
+    log.critical(
+        "ADMIN_API_TOKEN is not set and inferd listens on %s, which is not loopback: ANYONE "
+        "WHO CAN REACH IT CAN REPLACE OR ROLL BACK THE SERVED MODEL. Set ADMIN_API_TOKEN "
+        "(or ADMIN_API_TOKEN_FILE) or bind to 127.0.0.1", settings.bind,
+        extra={"event": "admin_auth_disabled", "bind": settings.bind, "exposed": True},
+    )
+
+
 def on_starting(server: Any, settings: Settings) -> None:
     from inferd.reload import open_reloader
 
-    prepare_metrics_dir(settings)
     if settings.admin_token is None:
-        log.warning(
-            "ADMIN_API_TOKEN is not set: /admin/reload and /admin/rollback are open to "
-            "anyone who can reach %s", settings.bind,
-            extra={"event": "admin_auth_disabled", "bind": settings.bind},
-        )
+        warn_open_admin(settings)
     refresh.log_mode_at_start(settings)
     try:
         reloader = open_reloader(settings)
         reloader.reconcile()
         has_slot = reloader.store.current_generation() is not None
-    except InferdError as exc:
+        prepare_metrics_dir(settings)
+    except (InferdError, OSError) as exc:
+        # One line that says what is wrong, then exit 2 (bad configuration), no traceback.
         log.critical("State directory unusable: %s", exc, extra={"event": "startup_failed"})
-        raise SystemExit(f"inferd: {exc}") from None
+        raise SystemExit(2) from None
     if has_slot:
         log.info("Serving the published slot", extra={
             "event": "startup", "generation": reloader.store.current_generation()})
@@ -77,10 +106,9 @@ def child_exit(server: Any, worker: Any, settings: Settings) -> None:
     """In the master, when a worker exits: drop its metrics, and repair the store in
     case it died inside a reload (between the flip and the bump, say), so the other
     workers move to the same slot now rather than at the next reload."""
-    from inferd import metrics
     from inferd.reload import open_reloader
 
-    metrics.mark_process_dead(worker.pid)
+    forget_live_gauges(worker.pid)
     try:
         open_reloader(settings).try_reconcile()
     except InferdError as exc:

@@ -2,7 +2,10 @@
 
 The correlation id of the request being served lives in a context variable, set by
 the web middleware; records logged outside a request carry `null`. Any `extra=`
-fields of a record become fields of its JSON object.
+fields of a record become fields of its JSON object. gunicorn's access records
+arrive with its "atoms" (a dict of the request's facts) as their arguments; they
+become the fields of an `access` event, the correlation id taken from the response
+header the middleware set, since the context variable is gone by then.
 """
 
 from __future__ import annotations
@@ -11,6 +14,7 @@ import contextvars
 import logging
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import orjson
@@ -23,16 +27,44 @@ correlation_id: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 _STANDARD = set(vars(logging.LogRecord("", 0, "", 0, "", (), None))) | {"message", "asctime"}
 
 
+def _access_fields(atoms: Mapping[str, Any]) -> dict[str, Any]:
+    """The fields of one access line, from gunicorn's atoms (see glogging.atoms)."""
+    status = str(atoms.get("s", "-"))
+    return {
+        "message": f"{atoms.get('m')} {atoms.get('U')} {status}",
+        "correlation_id": atoms.get("{x-correlation-id}o"),
+        "event": "access",
+        "method": atoms.get("m"),
+        "path": atoms.get("U"),
+        "query": atoms.get("q") or None,
+        "status": int(status) if status.isdigit() else status,
+        "bytes": atoms.get("B"),
+        "seconds": (atoms.get("D") or 0) / 1e6,
+        "remote_addr": atoms.get("h"),
+        "user_agent": atoms.get("{user-agent}i"),
+        "model_version": atoms.get("{x-model-version}o"),
+    }
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
+        if record.name == "gunicorn.access" and isinstance(record.args, Mapping):
+            return self._dumps(record, _access_fields(record.args))
+        return self._dumps(record, {
+            "message": record.getMessage(),
+            "correlation_id": getattr(record, "correlation_id", None) or correlation_id.get(),
+        })
+
+    def _dumps(self, record: logging.LogRecord, fields: dict[str, Any]) -> str:
         doc: dict[str, Any] = {
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
             + f".{int(record.msecs):03d}Z",
             "level": record.levelname.lower(),
             "logger": record.name,
-            "message": record.getMessage(),
-            "correlation_id": getattr(record, "correlation_id", None) or correlation_id.get(),
+            "message": fields.pop("message"),
+            "correlation_id": fields.pop("correlation_id"),
             "pid": record.process,
+            **fields,
         }
         for key, value in vars(record).items():
             if key not in _STANDARD and key not in doc:
@@ -44,6 +76,8 @@ class JsonFormatter(logging.Formatter):
 
 def configure(level: str = "info") -> None:
     """Send the `inferd` loggers to stderr as JSON (idempotent)."""
+    # Warnings go through logging, so they too are JSON lines rather than raw stderr.
+    logging.captureWarnings(True)
     logger = logging.getLogger("inferd")
     logger.setLevel(level.upper())
     if not logger.handlers:  # gunicorn's logconfig_dict may have set one up already
@@ -53,8 +87,8 @@ def configure(level: str = "info") -> None:
         logger.propagate = False
 
 
-def gunicorn_logconfig(level: str = "info") -> dict[str, Any]:
-    """gunicorn's `logconfig_dict`: its error log as JSON on stderr too."""
+def gunicorn_logconfig(level: str = "info", access_log: bool = True) -> dict[str, Any]:
+    """gunicorn's `logconfig_dict`: its error and access logs as JSON on stderr too."""
     return {
         "version": 1,
         "disable_existing_loggers": False,
@@ -68,9 +102,11 @@ def gunicorn_logconfig(level: str = "info") -> dict[str, Any]:
         },
         "loggers": {
             "gunicorn.error": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
-            # inferd's middleware writes the access lines (with correlation ids).
-            "gunicorn.access": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
+            "gunicorn.access": {"level": "INFO" if access_log else "WARNING",
+                                "handlers": ["stderr"], "propagate": False},
             "inferd": {"level": level.upper(), "handlers": ["stderr"], "propagate": False},
+            # Python warnings (a library's deprecation notice, say), once captured below.
+            "py.warnings": {"level": "WARNING", "handlers": ["stderr"], "propagate": False},
         },
         "root": {"level": "WARNING", "handlers": ["stderr"]},
     }

@@ -98,6 +98,17 @@ def peek_version(settings: Settings) -> str | None:
     return health.registry_version
 
 
+def _count(duty: str, result: str) -> None:
+    """inferd_reloads_total{action="auto_refresh"}: reloads and failures, not quiet rounds.
+    Imported here, in the worker, so the master (which imports this module) never
+    creates metric files of its own."""
+    if result == "unchanged":
+        return
+    from inferd import metrics
+
+    metrics.RELOADS.labels("auto_refresh", result).inc()
+
+
 def refresh_status(settings: Settings) -> dict[str, object]:
     """Auto-refresh as /health/ shows it (two small file reads)."""
     root = settings.state_dir
@@ -212,6 +223,7 @@ class RefreshLeader:
             else:
                 self._poll()
         except InferdError as exc:
+            _count(duty, "failed")
             self.failures += 1
             delay = self._jittered(self.interval * min(2 ** self.failures, MAX_BACKOFF_FACTOR))
             log.warning("Automatic model %s failed; retrying in %.1fs", duty, delay,
@@ -229,6 +241,7 @@ class RefreshLeader:
     def _bootstrap(self) -> None:
         result = self.runner.run()
         self._remember(result.resolved_version)
+        _count("bootstrap", result.status)
         log.info("First model published by the refresh leader",
                  extra={"event": "bootstrap", "result": result.status, "version": result.version,
                         "stage": result.stage, "generation": result.generation})
@@ -241,6 +254,7 @@ class RefreshLeader:
         started = time.monotonic()
         result = self.runner.run(unless_version=last_seen)
         self._remember(result.resolved_version)
+        _count("poll", result.status)
         if result.status == "reloaded":
             log.info("Automatic model reload applied",
                      extra={"event": "auto_refresh", "result": "reloaded",

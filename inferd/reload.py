@@ -38,6 +38,7 @@ class ReloadResult:
     version: str | None = None
     stage: str | None = None
     generation: int | None = None
+    uri: str | None = None  # the concrete model URI, for the audit log
     # The version the source named, even for a noop: what auto-refresh remembers.
     resolved_version: str | None = None
 
@@ -117,10 +118,10 @@ class Reloader:
             self.checkpoint("resolved")
             if unless_version is not None and resolved.version == unless_version:
                 return ReloadResult("unchanged", "Source still names the version last seen",
-                                    resolved_version=resolved.version)
+                                    uri=resolved.uri, resolved_version=resolved.version)
             current = self.store.current_manifest()
             if current is not None and current.get("descriptor") == resolved.descriptor:
-                return ReloadResult("noop", "Model descriptor unchanged",
+                return ReloadResult("noop", "Model descriptor unchanged", uri=resolved.uri,
                                     resolved_version=resolved.version)
             generation = self._publish_new(source, resolved)
             self._activate(generation)
@@ -130,6 +131,7 @@ class Reloader:
                 version=resolved.version,
                 stage=resolved.stage or resolved.alias,
                 generation=generation,
+                uri=resolved.uri,
                 resolved_version=resolved.version,
             )
 
@@ -188,6 +190,7 @@ class Reloader:
                 version=manifest.get("version"),
                 stage=manifest.get("stage") or manifest.get("alias"),
                 generation=generation,
+                uri=manifest.get("uri"),
             )
 
 

@@ -172,6 +172,9 @@ SETTINGS: tuple[Setting, ...] = (
             "Load pickle / joblib / cloudpickle models from the configured source."),
     Setting("log_level", "INFERD_LOG_LEVEL", _choice("debug", "info", "warning", "error"),
             "info", "Log level of the JSON logs."),
+    Setting("access_log", "INFERD_ACCESS_LOG", _flag, "true",
+            "One JSON access line a request (gunicorn's access log, with correlation id "
+            "and latency); `false` keeps only errors and events."),
 )
 
 
@@ -200,6 +203,7 @@ class Settings:
     slot_retention: int = 3
     allow_pickle: bool = True
     log_level: str = "info"
+    access_log: bool = True
 
     @property
     def cache_dir(self) -> Path:
@@ -222,6 +226,23 @@ class Settings:
         if self.mlflow_model_alias:
             return "alias", self.mlflow_model_alias
         return "stage", self.mlflow_model_stage
+
+    @property
+    def bind_is_loopback(self) -> bool:
+        """Only this host can connect (a unix socket is guarded by its file mode)."""
+        if self.bind.startswith("unix:"):
+            return True
+        host = self.bind.rpartition(":")[0].strip("[]")
+        return host in ("localhost", "::1") or host.startswith("127.")
+
+    @property
+    def requested_model_uri(self) -> str:
+        """What a reload asks for, in MLflow's URI form (for logs; no secrets in it)."""
+        if self.model_source == "local":
+            return str(self.model_path)
+        kind, value = self.selector
+        separator = "@" if kind == "alias" else "/"
+        return f"models:/{self.mlflow_model_name}{separator}{value}"
 
 
 def load_settings(environ: Mapping[str, str] | None = None) -> Settings:

@@ -22,6 +22,7 @@ import hashlib
 import json
 import os
 import shutil
+import stat
 import time
 import uuid
 from collections.abc import Iterator
@@ -91,15 +92,25 @@ class SlotStore:
     def init(self) -> None:
         """Create the state directory (0700) and the counter file if missing."""
         root = self.layout.root
+        if root.exists() and not root.is_dir():
+            raise StoreError(f"state directory {root} is not a directory "
+                             "(set INFERD_STATE_DIR to a directory)")
         try:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.layout.slots.mkdir(mode=0o700, exist_ok=True)
             generation_file.create(self.layout.generation)
+            mode = root.stat().st_mode
         except OSError as exc:
             raise StoreError(
                 f"state directory {root} cannot be used: {exc.strerror or exc} "
                 "(set INFERD_STATE_DIR to a writable directory)"
             ) from exc
+        # Whoever can write here decides what the workers load (a pickle runs code).
+        if mode & 0o022:
+            raise StoreError(
+                f"state directory {root} is writable by other users (mode "
+                f"{stat.S_IMODE(mode):04o}); run `chmod go-w {root}` or use another directory"
+            )
 
     @contextlib.contextmanager
     def lock(self, timeout: float = 120.0) -> Iterator[None]:

@@ -1,8 +1,11 @@
-"""Per-request plumbing: correlation id, access log line, request metrics."""
+"""Per-request plumbing: correlation id and request metrics.
+
+The access line itself is gunicorn's (JSON via `inferd.logs`), which reads the
+correlation id back from the response header set here.
+"""
 
 from __future__ import annotations
 
-import logging
 import time
 import uuid
 from typing import Any
@@ -11,7 +14,9 @@ import falcon
 
 from inferd import logs, metrics
 
-log = logging.getLogger("inferd.access")
+# Any other method (a scanner's "PROPFIND", say) is counted as "other", for the same
+# reason as unknown paths.
+_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
 class RequestContext:
@@ -29,14 +34,7 @@ class RequestContext:
         # The route template falcon matched; one label value for every unknown path,
         # so a scanner cannot blow up cardinality.
         route = req.uri_template or "other"
-        status = str(resp.status_code)
-        metrics.REQUESTS.labels(req.method, route, status).inc()
+        method = req.method if req.method in _METHODS else "other"
+        metrics.REQUESTS.labels(method, route, str(resp.status_code)).inc()
         metrics.LATENCY.labels(route).observe(elapsed)
-        if route != "/predict" or not status.startswith("2"):
-            log.info(
-                "%s %s %s", req.method, req.path, status,
-                extra={"event": "access", "method": req.method, "path": req.path,
-                       "status": int(status), "seconds": round(elapsed, 6),
-                       "remote_addr": req.remote_addr},
-            )
         logs.correlation_id.set(None)

@@ -96,10 +96,6 @@ class HealthResource:
         }
         if error:
             body["details"]["error"] = error
-        if model is not None:
-            metrics.GENERATION.set(model.generation)
-            if "accuracy" in body["details"]["metrics"]:
-                metrics.ACCURACY.set(body["details"]["metrics"]["accuracy"])
         resp.status = falcon.HTTP_200 if model else falcon.HTTP_503
         resp.data = orjson.dumps(body)
         resp.content_type = falcon.MEDIA_JSON
@@ -123,30 +119,43 @@ class HealthResource:
         }
 
 
+# The event name and the successful message of each admin action, as operators grep them.
+_ACTIONS = {"run": ("reload", "Manual model reload applied"),
+            "rollback": ("rollback", "Manual model rollback applied")}
+
+
 class _AdminResource:
     def __init__(self, reloader: ReloadRunner | None, settings: Settings) -> None:
         self.reloader = reloader
         self.token = settings.admin_token
         self.header = settings.admin_token_header
+        self.requested_uri = settings.requested_model_uri
 
-    def _authorize(self, req: falcon.Request, resp: falcon.Response, action: str) -> bool:
+    def _caller(self, req: falcon.Request) -> dict[str, Any]:
+        forwarded = req.get_header("X-Forwarded-For")
+        return {"remote_addr": req.remote_addr,
+                "forwarded_for": forwarded[:200] if forwarded else None}
+
+    def _authorize(self, req: falcon.Request, resp: falcon.Response, event: str) -> bool:
         if self.token is None:
             return True
         given = req.get_header(self.header) or ""
         if hmac.compare_digest(given.encode(), self.token.encode()):
             return True
+        # Never the token itself: only whether one was sent.
         log.warning(
             "Admin request refused: bad or missing token",
-            extra={"event": "admin_forbidden", "action": action,
-                   "remote_addr": req.remote_addr, "token_given": bool(given)},
+            extra={"event": event, "result": "forbidden", "token_given": bool(given),
+                   **self._caller(req)},
         )
-        metrics.RELOADS.labels("forbidden").inc()
+        metrics.RELOADS.labels(event, "forbidden").inc()
         resp.status = falcon.HTTP_403
         resp.media = {"detail": "Forbidden"}
         return False
 
     def _answer(self, req: falcon.Request, resp: falcon.Response, action: str) -> None:
-        if not self._authorize(req, resp, action):
+        event, applied = _ACTIONS[action]
+        if not self._authorize(req, resp, event):
             return
         if self.reloader is None:
             resp.status = falcon.HTTP_503
@@ -155,12 +164,12 @@ class _AdminResource:
         try:
             result: ReloadResult = getattr(self.reloader, action)()
         except Exception as exc:
-            metrics.RELOADS.labels("failed").inc()
+            metrics.RELOADS.labels(event, "failed").inc()
             expected = isinstance(exc, InferdError)
             log.error(
-                "Manual model %s failed", action, exc_info=not expected,
-                extra={"event": action, "result": "failed", "error": str(exc),
-                       "remote_addr": req.remote_addr},
+                "Manual model %s failed", event, exc_info=not expected,
+                extra={"event": event, "result": "failed", "error": str(exc),
+                       "model_uri": self.requested_uri, **self._caller(req)},
             )
             if isinstance(exc, NoPreviousSlotError | ReloadBusyError):
                 raise  # 409 / 503 from the error table, not "Reload failed"
@@ -169,13 +178,13 @@ class _AdminResource:
             resp.status = falcon.HTTP_500
             resp.media = {"detail": f"Reload failed: {why}"[:500]}
             return
-        metrics.RELOADS.labels(result.status).inc()
+        metrics.RELOADS.labels(event, result.status).inc()
         log.info(
-            "Manual model reload applied" if result.status == "reloaded"
-            else "Manual model reload: no change",
-            extra={"event": action, "result": result.status, "version": result.version,
+            applied if result.status == "reloaded" else f"Manual model {event}: no change",
+            extra={"event": event, "result": result.status,
+                   "model_uri": result.uri or self.requested_uri, "version": result.version,
                    "stage": result.stage, "generation": result.generation,
-                   "remote_addr": req.remote_addr},
+                   **self._caller(req)},
         )
         resp.media = result.body()
 

@@ -211,6 +211,21 @@ class InferdServer:
         return requests.get(f"{self.url}/health/", headers={"Connection": "close"},
                             timeout=HTTP_TIMEOUT)
 
+    def scrape(self) -> dict[str, float]:
+        """One /metrics scrape, parsed by prometheus-client's own parser:
+        `name{label="v",...}` (labels sorted) -> value."""
+        from prometheus_client.parser import text_string_to_metric_families
+
+        resp = requests.get(f"{self.url}/metrics", headers={"Connection": "close"},
+                            timeout=HTTP_TIMEOUT)
+        assert resp.status_code == 200, resp.text
+        samples = {}
+        for family in text_string_to_metric_families(resp.text):
+            for sample in family.samples:
+                labels = ",".join(f'{k}="{v}"' for k, v in sorted(sample.labels.items()))
+                samples[f"{sample.name}{{{labels}}}"] = sample.value
+        return samples
+
     def admin(self, action: str, token: str | None = "configured") -> requests.Response:
         """POST /admin/<action>, by default with the server's own token."""
         token = self.admin_token if token == "configured" else token
@@ -300,9 +315,9 @@ def start_inferd(base: Path, env: dict[str, str], *, workers: int = 2,
     answers ready and every worker has loaded the current slot (or, with
     expect_model=False, once every worker runs and /health/ answers 503 not ready)."""
     port = free_port()
-    state = base / "state"
-    full_env = clean_env(INFERD_STATE_DIR=str(state), INFERD_BIND=f"127.0.0.1:{port}",
-                         INFERD_WORKERS=str(workers), **env)
+    state = Path(env.get("INFERD_STATE_DIR", base / "state"))
+    full_env = clean_env(**{"INFERD_STATE_DIR": str(state), "INFERD_BIND": f"127.0.0.1:{port}",
+                            "INFERD_WORKERS": str(workers), **env})
     if admin_token is not None:
         full_env["ADMIN_API_TOKEN"] = admin_token
     cmd = [sys.executable, "-m", "gunicorn", "-c", config, "inferd.app:app"]

@@ -14,7 +14,6 @@ import os
 import signal
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -210,47 +209,6 @@ def test_reload_under_continuous_load_gives_no_errors(server: InferdServer,
     assert between and set(between) == {v2}
     assert after and set(after) == {v1}
     assert {o.version for o in outcomes} == {v1, v2}
-
-
-def test_concurrent_reloads_publish_exactly_one_slot(server: InferdServer,
-                                                     baseline: Any) -> None:
-    deploy(server, baseline)
-    generation = server.current_generation()
-    assert server.model_path is not None
-    write_model(server.model_path, ConstantModel(5))
-
-    callers = 10
-    barrier = threading.Barrier(callers)
-    answers: list[tuple[int, dict[str, Any]] | BaseException] = []
-    lock = threading.Lock()
-
-    def call() -> None:
-        try:
-            barrier.wait(timeout=30)
-            resp = server.admin("reload")
-            answer: tuple[int, dict[str, Any]] | BaseException = (resp.status_code, resp.json())
-        except BaseException as exc:  # reported in the assertion below
-            answer = exc
-        with lock:
-            answers.append(answer)
-
-    threads = [threading.Thread(target=call) for _ in range(callers)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(150)
-    assert len(answers) == callers, answers
-    statuses = sorted(a[1]["status"] if isinstance(a, tuple) and a[0] == 200 else repr(a)
-                      for a in answers)
-    assert statuses == ["noop"] * (callers - 1) + ["reloaded"], statuses
-
-    assert server.current_generation() == generation + 1
-    published = [int(n) for n in server.slot_names() if n.isdigit()]
-    assert max(published) == generation + 1
-    (new,) = [a[1]["version"] for a in answers
-              if isinstance(a, tuple) and a[1]["status"] == "reloaded"]
-    assert set(server.versions(20)) == {new}
-    deploy(server, baseline)
 
 
 def test_rollback_over_http_serves_the_previous_model(server: InferdServer,

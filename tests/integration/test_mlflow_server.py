@@ -78,6 +78,7 @@ def test_reload_picks_up_a_newly_registered_version(server: InferdServer,
     assert health["details"]["metrics"]["accuracy"] > 0.8
     assert health["admin"] == {"auth": "disabled"}
     assert set(server.versions(10)) == {"1"}
+    assert server.scrape()["ml_model_accuracy{}"] == health["details"]["metrics"]["accuracy"]
 
     published = publish_demo(registry_settings(mlflow_server, tmp_path, mlflow_model_name=MODEL),
                              n_estimators=4, seed=1)
@@ -87,7 +88,10 @@ def test_reload_picks_up_a_newly_registered_version(server: InferdServer,
     assert resp.json() == {"status": "reloaded", "detail": "Model reloaded successfully",
                            "version": "2", "stage": "Production"}
     assert set(server.versions(50)) == {"2"}
-    assert server.health().json()["mlflow"]["model_uri"] == f"models:/{MODEL}/2"
+    health = server.health().json()
+    assert health["mlflow"]["model_uri"] == f"models:/{MODEL}/2"
+    # The gauge follows the slot at once (both workers have served version 2 above).
+    assert server.scrape()["ml_model_accuracy{}"] == health["details"]["metrics"]["accuracy"]
 
     again = server.admin("reload")
     assert again.status_code == 200

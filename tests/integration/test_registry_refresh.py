@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from inferd.refresh import LeaderLock
 from inferd.reload import open_reloader
@@ -102,7 +103,8 @@ def wait_served_by_auto_refresh(server: InferdServer, version: str) -> float:
     assert seen - record["seconds"] <= 2 * INTERVAL + 1.0, (seen, record)
     server.wait_workers_ready()  # every worker has loaded the new slot
     assert set(server.versions(20)) == {version}
-    assert not [r for r in server.log_records() if r.get("event") == "run"]  # no /admin/reload
+    assert not [r for r in server.log_records()  # no /admin/reload
+                if r.get("event") == "reload" and r.get("logger") == "inferd.admin"]
     return seen
 
 
@@ -141,6 +143,8 @@ def test_a_new_version_serves_on_every_worker_without_a_reload_call(
     leaders = {r["pid"] for r in refreshing.log_records() if r.get("event") == "refresh_leader"}
     assert leaders == {refresh["leader_pid"]}
     assert applied(refreshing)[-1]["pid"] == refresh["leader_pid"]
+    scraped = requests.get(f"{refreshing.url}/metrics", timeout=30).text
+    assert 'inferd_reloads_total{action="auto_refresh",result="reloaded"} 1.0' in scraped
 
 
 def test_another_worker_takes_over_when_the_leader_dies(

@@ -157,7 +157,7 @@ def test_unusable_state_dir_fails_with_the_reason(
     assert main(["rollback"]) == EXIT_FAILED
 
     err = capsys.readouterr().err
-    assert err.startswith(f"inferd: state directory {not_a_dir} cannot be used")
+    assert err.startswith(f"inferd: state directory {not_a_dir} is not a directory")
     assert "INFERD_STATE_DIR" in err
 
 
@@ -166,3 +166,27 @@ def test_usage_error_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
         main(["no-such-command"])
     assert caught.value.code == EXIT_CONFIG
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_a_state_dir_other_users_can_write_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    monkeypatch.setenv("INFERD_STATE_DIR", str(shared))
+
+    assert main(["rollback"]) == EXIT_FAILED
+
+    err = capsys.readouterr().err
+    assert "writable by other users (mode 0777)" in err
+    assert f"chmod go-w {shared}" in err
+
+
+def test_a_new_state_dir_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    state = tmp_path / "new-state"
+    monkeypatch.setenv("INFERD_STATE_DIR", str(state))
+
+    assert main(["rollback"]) == EXIT_FAILED  # nothing to roll back to, but it is created
+
+    assert state.stat().st_mode & 0o777 == 0o700
