@@ -13,9 +13,10 @@ import logging
 
 import falcon
 
-from inferd import logs
+from inferd import logs, notify
 from inferd.errors import InferdError
 from inferd.holder import ModelHolder
+from inferd.model import LoadedModel
 from inferd.refresh import RefreshLeader
 from inferd.registry_health import RegistryProbe
 from inferd.reload import Reloader, ReloadRunner, open_reloader
@@ -33,7 +34,8 @@ def create_app(settings: Settings, reloader: Reloader | None = None) -> falcon.A
     try:
         reloader = reloader or open_reloader(settings)
         reloader.try_reconcile()  # a worker that died mid-reload may have left a flip unbumped
-        holder = ModelHolder(reloader.store, reloader.counter, settings.allow_pickle)
+        holder = ModelHolder(reloader.store, reloader.counter, settings.allow_pickle,
+                             on_loaded=_announce)
         holder.current()  # warm: load the serving slot before the first request
     except InferdError as exc:
         log.error("Model manager not ready at worker start", extra={"error": str(exc)})
@@ -63,6 +65,10 @@ def create_app(settings: Settings, reloader: Reloader | None = None) -> falcon.A
     app.add_route("/metrics", resources.MetricsResource())
     docs.add_routes(app, settings)
     return app
+
+
+def _announce(model: LoadedModel) -> None:
+    notify.serving(model.version, model.generation)
 
 
 class _Unavailable:

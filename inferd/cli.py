@@ -4,6 +4,10 @@
     1  the operation failed (reload failed, server answered an error)
     2  bad configuration or usage
     3  the server could not be reached
+    `inferd smoke` adds one code per failed check:
+    4  /health/ is not ready
+    5  the sample prediction failed
+    6  the server does not serve the expected version
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from inferd.errors import ConfigError, InferdError
 from inferd.settings import Settings, load_settings
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
+EXIT_NOT_READY, EXIT_PREDICTION_FAILED, EXIT_WRONG_VERSION = 4, 5, 6
 
 
 def _default_url(settings: Settings | None) -> str:
@@ -116,6 +121,30 @@ def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK if status == 200 else EXIT_FAILED
 
 
+def cmd_smoke(args: argparse.Namespace, settings: Settings) -> int:
+    from inferd import smoke
+
+    rows = None
+    if args.features is not None:
+        try:
+            rows = json.loads(args.features)
+        except ValueError as exc:
+            raise ConfigError(f"--features is not JSON: {exc}") from None
+    report = smoke.run(args.url or _default_url(settings), args.expect_version, rows,
+                       wait=args.wait)
+    print(json.dumps(report.body()))
+    if report.failed is not None:
+        print(f"inferd smoke: {report.failed}: {report.detail}", file=sys.stderr)
+    return {
+        None: EXIT_OK,
+        smoke.UNREACHABLE: EXIT_UNREACHABLE,
+        smoke.NOT_READY: EXIT_NOT_READY,
+        smoke.PREDICTION: EXIT_PREDICTION_FAILED,
+        smoke.VERSION: EXIT_WRONG_VERSION,
+        smoke.NO_SAMPLE: EXIT_CONFIG,
+    }[report.failed]
+
+
 def cmd_slots(args: argparse.Namespace, settings: Settings) -> int:
     from inferd.store.layout import StateLayout
     from inferd.store.slots import SlotStore
@@ -177,6 +206,15 @@ def build_parser() -> argparse.ArgumentParser:
     status = sub.add_parser("status", help="show the server's /health/")
     status.add_argument("--url", help="server URL (default from INFERD_BIND)")
     status.set_defaults(func=cmd_status)
+
+    smoke = sub.add_parser("smoke", help="post-deploy check: ready, predicts, right version")
+    smoke.add_argument("--url", help="server URL (default from INFERD_BIND)")
+    smoke.add_argument("--expect-version", help="fail unless this model version serves")
+    smoke.add_argument("--features", help='sample rows as JSON, e.g. \'[[5.1, 3.5, 1.4, 0.2]]\' '
+                       "(default: one row of zeros of the model's width)")
+    smoke.add_argument("--wait", type=float, default=0.0,
+                       help="seconds to keep polling /health/ until ready (default 0)")
+    smoke.set_defaults(func=cmd_smoke)
 
     slots = sub.add_parser("slots", help="list the slots in the state dir")
     slots.set_defaults(func=cmd_slots)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from inferd import lifecycle, logs
+from inferd import lifecycle, logs, notify
 from inferd.errors import ConfigError
 from inferd.settings import load_settings
 
@@ -40,6 +40,9 @@ proc_name = "inferd"
 
 
 def on_starting(server: Any) -> None:
+    # Before gunicorn's master announces READY=1 on its own, with no worker yet:
+    # the workers announce it once they can serve (inferd/notify.py).
+    notify.claim()
     logs.configure(_settings.log_level)
     lifecycle.on_starting(server, _settings)
 

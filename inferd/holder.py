@@ -40,11 +40,14 @@ class ModelHolder:
         counter: GenerationCounter,
         allow_pickle: bool = True,
         clock: Callable[[], float] = time.monotonic,
+        on_loaded: Callable[[LoadedModel], None] | None = None,
     ) -> None:
         self.store = store
         self.counter = counter
         self.allow_pickle = allow_pickle
         self.clock = clock
+        # Told of every slot this worker starts serving (app.py: systemd readiness).
+        self.on_loaded = on_loaded
         self._state = _State(seen_counter=-1, model=None)
         self._switch = threading.Lock()
         self.last_error: str | None = None
@@ -96,6 +99,8 @@ class ModelHolder:
         self.last_error = None
         self._failed_counter = None
         self._state = _State(seen_counter=counter, model=model)
+        if model is not None and model is not state.model and self.on_loaded is not None:
+            self.on_loaded(model)
         return self._state
 
     def _load_current(self, serving: LoadedModel | None) -> LoadedModel | None:

@@ -125,6 +125,9 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("admin_token", "ADMIN_API_TOKEN", _optional_text, "",
             "Token for the admin endpoints; unset = open (warned at start, shown in /health/).",
             "unset"),
+    Setting("admin_token_file", "ADMIN_API_TOKEN_FILE", _optional_path, "",
+            "File holding the admin token, e.g. a systemd credential (the unit's default: "
+            "`%d/admin-token`); use instead of ADMIN_API_TOKEN, which /proc exposes.", "unset"),
     Setting("admin_token_header", "ADMIN_TOKEN_HEADER", _text, "X-Admin-Token",
             "Request header that carries the admin token."),
     Setting("model_source", "MODEL_SOURCE", _choice("mlflow", "local"), "mlflow",
@@ -181,6 +184,7 @@ SETTINGS: tuple[Setting, ...] = (
 @dataclass(frozen=True)
 class Settings:
     admin_token: str | None = None
+    admin_token_file: Path | None = None
     admin_token_header: str = "X-Admin-Token"
     model_source: str = "mlflow"
     model_path: Path = Path("/app/model/model/model.pkl")
@@ -264,7 +268,27 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             f"INFERD_SLOT_RETENTION='{values['slot_retention']}' is not valid: expected at "
             "least 2 (the current slot and the previous one, for rollback)"
         )
+    if values["admin_token_file"] is not None:
+        if values["admin_token"] is not None:
+            raise ConfigError("ADMIN_API_TOKEN and ADMIN_API_TOKEN_FILE are both set: "
+                              "expected one of them (the file is the safer place)")
+        values["admin_token"] = _read_token_file(values["admin_token_file"])
     return Settings(**values)
+
+
+def _read_token_file(path: Path) -> str:
+    """The admin token from a file (a systemd credential, say), whitespace stripped."""
+    try:
+        token = path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(
+            f"ADMIN_API_TOKEN_FILE='{path}' is not valid: expected a readable UTF-8 file "
+            f"holding the token ({exc.__class__.__name__}: {exc})"
+        ) from None
+    if not token:
+        raise ConfigError(f"ADMIN_API_TOKEN_FILE='{path}' is not valid: expected a file "
+                          "holding the token, found it empty")
+    return token
 
 
 def settings_table() -> str:

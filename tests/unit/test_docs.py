@@ -42,3 +42,23 @@ def test_env_example_names_only_real_settings() -> None:
     example = (ROOT / "systemd" / "inferd.env.example").read_text()
     named = set(re.findall(r"^#?\s*([A-Z_]+)=", example, flags=re.M))
     assert named and named <= known
+
+
+def test_env_example_names_every_setting() -> None:
+    example = (ROOT / "systemd" / "inferd.env.example").read_text()
+    named = set(re.findall(r"^#?\s*([A-Z_]+)=", example, flags=re.M))
+    assert {s.env for s in SETTINGS} <= named
+
+
+def test_install_guide_matches_the_units() -> None:
+    readme = (ROOT / "README.md").read_text()
+    service = (ROOT / "systemd" / "inferd.service").read_text()
+    socket_unit = (ROOT / "systemd" / "inferd.socket").read_text()
+    assert "systemctl enable --now inferd.socket inferd.service" in readme
+    assert "journalctl -u inferd -o cat" in readme
+    assert "ExecStart=/opt/inferd/venv/bin/gunicorn" in service
+    assert "python3 -m venv /opt/inferd/venv" in readme
+    assert "LoadCredential=admin-token:/etc/inferd/admin-token" in service
+    assert "/etc/inferd/admin-token" in readme
+    assert "ListenStream=127.0.0.1:8000" in socket_unit
+    assert "useradd --system" in readme
