@@ -195,7 +195,9 @@ class RegistryProbe:
         found = self.check(self.settings)
         if not found.reachable and previous.verified_at is not None:
             found = replace(found, verified_at=previous.verified_at)
-        if found.status != previous.status and previous.status != "unknown":
+        # Log changes, and a first check that finds trouble (not a first "ok").
+        if found.status != previous.status and (previous.status != "unknown"
+                                                or not found.reachable):
             level = logging.INFO if found.reachable else logging.WARNING
             log.log(level, "Registry is %s", found.status,
                     extra={"event": "registry_health", "status": found.status,
