@@ -22,20 +22,27 @@ from inferd.registry_health import RegistryProbe
 from inferd.reload import Reloader, ReloadRunner, open_reloader
 from inferd.reload_child import ChildReloads
 from inferd.settings import Settings, load_settings
+from inferd.watcher import SlotWatcher
 from inferd.web import docs, errors, resources
 from inferd.web.middleware import RequestContext
 
 log = logging.getLogger("inferd.app")
 
 
-def create_app(settings: Settings, reloader: Reloader | None = None) -> falcon.App:
+def create_app(settings: Settings, reloader: Reloader | None = None,
+               watch: bool = True) -> falcon.App:
+    """watch=False: no slot watcher thread, so slots load only on the request path
+    (tests of that path use it)."""
     holder: ModelHolder | None = None
     in_worker = reloader is None
     try:
         reloader = reloader or open_reloader(settings)
         reloader.try_reconcile()  # a worker that died mid-reload may have left a flip unbumped
         holder = ModelHolder(reloader.store, reloader.counter, settings.allow_pickle,
-                             on_loaded=_announce)
+                             on_loaded=_announce,
+                             sklearn_large_batches=settings.sklearn_large_batches)
+        if watch:
+            SlotWatcher(holder).start()  # loads each new slot before a request needs it
         holder.current()  # warm: load the serving slot before the first request
     except InferdError as exc:
         log.error("Model manager not ready at worker start", extra={"error": str(exc)})

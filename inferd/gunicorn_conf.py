@@ -45,6 +45,9 @@ def on_starting(server: Any) -> None:
     notify.claim()
     logs.configure(_settings.log_level)
     lifecycle.on_starting(server, _settings)
+    from inferd.preload import preload_serving_modules
+
+    preload_serving_modules()  # shared by every worker, copy-on-write
 
 
 def child_exit(server: Any, worker: Any) -> None:

@@ -3,7 +3,9 @@
 One `ModelHolder` per worker process, shared by the worker's threads. `current()`
 runs before every prediction: it reads the mmap'd counter (a few hundred
 nanoseconds) and, only when the counter moved, resolves `current`, loads that slot
-completely, and then swaps one reference. A request that already holds the old
+completely, and then swaps one reference. The worker's slot watcher
+(`inferd.watcher`) calls `refresh_if_moved()` every 50 ms, so that load has usually
+happened before a request asks. A request that already holds the old
 model finishes on it. If the new slot fails to load, the worker keeps serving the
 model it has, records the error for /health/, and tries again after a pause.
 """
@@ -41,10 +43,12 @@ class ModelHolder:
         allow_pickle: bool = True,
         clock: Callable[[], float] = time.monotonic,
         on_loaded: Callable[[LoadedModel], None] | None = None,
+        sklearn_large_batches: bool = True,
     ) -> None:
         self.store = store
         self.counter = counter
         self.allow_pickle = allow_pickle
+        self.sklearn_large_batches = sklearn_large_batches
         self.clock = clock
         # Told of every slot this worker starts serving (app.py: systemd readiness).
         self.on_loaded = on_loaded
@@ -62,6 +66,13 @@ class ModelHolder:
         if state.model is None:
             raise NoModelError(self.last_error or "no model is published yet")
         return state.model
+
+    def refresh_if_moved(self) -> None:
+        """Load the current slot now if the counter moved (the slot watcher's call), so
+        requests find it loaded; `current()` stays the backstop for a request that
+        comes first."""
+        if self.counter.read() != self._state.seen_counter:
+            self._refresh()
 
     def peek(self) -> LoadedModel | None:
         """The model as of the last refresh, without checking the counter."""
@@ -111,7 +122,8 @@ class ModelHolder:
             return serving
         started = time.monotonic()
         manifest = self.store.read_manifest(generation)
-        model = load_slot(self.store.layout.slot(generation), manifest, self.allow_pickle)
+        model = load_slot(self.store.layout.slot(generation), manifest, self.allow_pickle,
+                          self.sklearn_large_batches)
         seconds = time.monotonic() - started
         metrics.slot_loaded(generation, manifest.get("metrics") or {}, seconds)
         log.info(

@@ -7,8 +7,10 @@ any worker reads them all. The only module that imports prometheus_client.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -64,6 +66,20 @@ def slot_loaded(generation: int, run_metrics: dict[str, float], seconds: float) 
     # NaN rather than the previous model's figure when the new run logged none.
     ACCURACY.set(accuracy if isinstance(accuracy, int | float) else math.nan)
     MODEL_LOAD_SECONDS.observe(seconds)
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_children(method: str, route: str, status: str) -> tuple[Any, Any]:
+    return REQUESTS.labels(method, route, status), LATENCY.labels(route)
+
+
+def observe_request(method: str, route: str, status: str, seconds: float) -> None:
+    """Count one answered request and its latency. PERF: the labelled children are
+    cached (routes are templates and statuses few, so the set is small); `.labels()`
+    on every request cost about half of the metrics' time on the request path."""
+    count, latency = _request_children(method, route, status)
+    count.inc()
+    latency.observe(seconds)
 
 
 def exposition() -> tuple[bytes, str]:

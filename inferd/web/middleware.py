@@ -35,6 +35,5 @@ class RequestContext:
         # so a scanner cannot blow up cardinality.
         route = req.uri_template or "other"
         method = req.method if req.method in _METHODS else "other"
-        metrics.REQUESTS.labels(method, route, str(resp.status_code)).inc()
-        metrics.LATENCY.labels(route).observe(elapsed)
+        metrics.observe_request(method, route, str(resp.status_code), elapsed)
         logs.correlation_id.set(None)

@@ -21,7 +21,10 @@ MLFLOW_NOT_USED = {"status": "not_used", "server_version": None, "verified_at": 
 
 
 def client_for(settings: Settings) -> testing.TestClient:
-    return testing.TestClient(create_app(settings, reloader=open_reloader(settings)))
+    # No slot watcher: these tests damage a slot after its reload and expect the next
+    # request (the request-path load) to find it, which a watcher would race.
+    return testing.TestClient(create_app(settings, reloader=open_reloader(settings),
+                                         watch=False))
 
 
 @pytest.mark.parametrize("path", ["/health/", "/health"])

@@ -6,6 +6,7 @@ Versions are told apart by what they predict (ConstantModel(1) vs ConstantModel(
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -212,3 +213,42 @@ def test_counter_ahead_of_the_slots_is_never_lowered(
     generation = publish(reloader, model_path, 2)
     assert generation == 11
     assert holder.current().predict(ROW) == [2]
+
+
+def test_watcher_loads_a_new_slot_before_any_request(
+    reloader: Reloader, model_path: Path, make_holder: Callable[..., ModelHolder]
+) -> None:
+    from inferd.watcher import SlotWatcher
+
+    publish(reloader, model_path, 1)
+    holder = make_holder()
+    holder.current()
+    watcher = SlotWatcher(holder, interval=0.01).start()
+    try:
+        second = publish(reloader, model_path, 2)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            loaded = holder.peek()  # peek never loads: only the watcher can have
+            if loaded is not None and loaded.generation == second:
+                break
+            time.sleep(0.01)
+        loaded = holder.peek()
+        assert loaded is not None and loaded.generation == second
+        assert loaded.predict(ROW) == [2]
+    finally:
+        watcher.stop()
+
+
+def test_watcher_ends_when_its_holder_is_gone(
+    reloader: Reloader, make_holder: Callable[..., ModelHolder]
+) -> None:
+    import gc
+
+    from inferd.watcher import SlotWatcher
+
+    holder = make_holder()
+    watcher = SlotWatcher(holder, interval=0.01).start()
+    del holder
+    gc.collect()
+    watcher._thread.join(5)
+    assert not watcher._thread.is_alive()

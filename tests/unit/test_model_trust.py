@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 import skops.io
-from sklearn.preprocessing import FunctionTransformer
+from sklearn.datasets import load_iris
+from sklearn.ensemble import HistGradientBoostingClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.neighbors import KNeighborsClassifier
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from inferd.errors import BadRequestError, ModelLoadError
 from inferd.model import Artifact, check_trees, load_estimator
@@ -30,6 +37,28 @@ def test_skops_forest_loads_with_inferds_own_allow_list(tmp_path: Path) -> None:
     loaded = load_estimator(Artifact(path, "skops"), allow_pickle=False)
     rows = np.array([[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]])
     assert loaded.predict(rows).tolist() == forest.predict(rows).tolist()
+
+
+def test_a_function_from_the_standard_library_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "model.skops"
+    skops.io.dump(FunctionTransformer(func=os.system), path)
+    with pytest.raises(ModelLoadError, match="does not trust: posix.system"):
+        load_estimator(Artifact(path, "skops"), allow_pickle=False)
+
+
+@pytest.mark.parametrize("make", [
+    lambda: HistGradientBoostingClassifier(max_iter=3),
+    lambda: KNeighborsClassifier(n_neighbors=3),
+    lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)),
+], ids=["hist-gradient-boosting", "k-neighbours", "scaler-pipeline"])
+def test_scikit_learn_families_load_with_the_explicit_list(tmp_path: Path,
+                                                           make: Any) -> None:
+    features, target = load_iris(return_X_y=True)
+    model = make().fit(features, target)
+    path = tmp_path / "model.skops"
+    skops.io.dump(model, path)
+    loaded = load_estimator(Artifact(path, "skops"), allow_pickle=False)
+    assert loaded.predict(features[:20]).tolist() == model.predict(features[:20]).tolist()
 
 
 def test_a_tree_whose_child_points_back_is_refused() -> None:

@@ -1,0 +1,23 @@
+"""The floor: a bare Falcon app under gunicorn that answers every POST with a fixed
+JSON body and loads no model. What inferd's web stack costs with nothing to predict.
+
+    gunicorn benchmarks.floor_app:app
+"""
+
+from __future__ import annotations
+
+import falcon
+
+ANSWER = b'{"predictions":[0],"model_version":"1"}'
+
+
+class Fixed:
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.bounded_stream.read()
+        resp.data = ANSWER
+        resp.content_type = falcon.MEDIA_JSON
+
+
+app = falcon.App()
+app.add_route("/predict", Fixed())
+app.req_options.strip_url_path_trailing_slash = True

@@ -1,0 +1,73 @@
+"""The models the suite serves, trained once and cached between runs.
+
+    <cache>/<sklearn version>/iris-rf100/          MLflow model directory (both servers)
+    <cache>/<sklearn version>/iris-a.joblib, -b    two iris forests the reload alternates
+    <cache>/<sklearn version>/large-et/            MLflow model dir, >= 100 MB pickled
+
+The large forest is extra trees on pure-noise labels: every tree grows to one leaf per
+sample, so it is large after seconds of training (a random forest of the same size
+took 20 minutes here).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+LARGE_ROWS, LARGE_TREES, LARGE_FEATURES = 15_000, 75, 20
+
+
+@dataclass(frozen=True)
+class Models:
+    iris_dir: Path
+    iris_a: Path
+    iris_b: Path
+    large_dir: Path
+
+    @property
+    def large_pickle_mb(self) -> float:
+        return sum(p.stat().st_size for p in self.large_dir.glob("*.pkl")) / 2**20
+
+
+def _save_mlflow(model: Any, path: Path, example: Any) -> None:
+    import mlflow.sklearn
+
+    tmp = path.with_name(path.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    # cloudpickle: what both servers load as is (MLflow 3.x defaults to skops, whose
+    # loader asks for an explicit trust list for tree nodes).
+    mlflow.sklearn.save_model(model, str(tmp), input_example=example,
+                              serialization_format="cloudpickle")
+    tmp.rename(path)
+
+
+def prepare(cache: Path) -> Models:
+    import joblib
+    import numpy as np
+    import sklearn
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+
+    root = cache / f"sklearn-{sklearn.__version__}"
+    root.mkdir(parents=True, exist_ok=True)
+    models = Models(root / "iris-rf100", root / "iris-a.joblib", root / "iris-b.joblib",
+                    root / f"large-et{LARGE_TREES}x{LARGE_ROWS}")
+    x, y = load_iris(return_X_y=True)
+    if not models.iris_dir.exists():
+        print("training the iris forest (once) ...", flush=True)
+        _save_mlflow(RandomForestClassifier(100, random_state=0).fit(x, y), models.iris_dir,
+                     x[:2])
+    for path, seed in ((models.iris_a, 1), (models.iris_b, 2)):
+        if not path.exists():
+            joblib.dump(RandomForestClassifier(100, random_state=seed).fit(x, y), path)
+    if not models.large_dir.exists():
+        print(f"training the large forest (once; {LARGE_TREES} extra trees on "
+              f"{LARGE_ROWS} noisy rows) ...", flush=True)
+        rng = np.random.default_rng(0)
+        noisy = rng.normal(size=(LARGE_ROWS, LARGE_FEATURES))
+        forest = ExtraTreesClassifier(LARGE_TREES, random_state=0).fit(
+            noisy, rng.integers(0, 3, LARGE_ROWS))
+        _save_mlflow(forest, models.large_dir, noisy[:2])
+    return models

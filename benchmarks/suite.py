@@ -1,0 +1,240 @@
+"""inferd's benchmark suite: inferd against `mlflow models serve` and a bare Falcon
+floor, in one run, on loopback, with wrk.
+
+    python -m benchmarks.suite [--quick] [--check] [--out benchmarks/results]
+
+Scenarios (every figure is also given as a ratio to `mlflow models serve` on the same
+model with the same worker count, and to the floor):
+
+- throughput: single row and 100 rows on the iris forest (100 trees), 2 workers;
+- large forest: single row on extra trees of >= 100 MB pickled, 2 workers;
+- memory: summed PSS (smaps_rollup) of each server's process tree, iris with 2
+  workers, and inferd on the large forest with 1, 2 and 4 workers;
+- reload: a reload every second under single-row load: failed requests, p99 against
+  the steady p99, and how long after each 200 answer the last worker loaded the slot.
+
+Writes `<out>/report.json` and `<out>/report.md`. `--check` compares the ratios with
+`benchmarks/baseline.json` and exits 1 on a regression beyond `--tolerance`. The load
+generator shares the machine's cores with the servers: read ratios, not absolutes.
+Never run in CI.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+import requests
+
+from benchmarks import report, tools
+from benchmarks.models import Models, prepare
+from benchmarks.servers import Server, running, start_floor, start_inferd, start_mlflow
+
+IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+BASELINE = Path(__file__).with_name("baseline.json")
+
+
+class Suite:
+    def __init__(self, args: argparse.Namespace, models: Models, work: Path) -> None:
+        self.args = args
+        self.models = models
+        self.work = work
+        self.seconds = 4.0 if args.quick else 10.0
+        self.connections = args.connections
+        self.results: dict[str, Any] = {}
+
+    # -- helpers ------------------------------------------------------------------------
+
+    def log(self, name: str) -> Path:
+        return self.work / "logs" / f"{name}.log"
+
+    def load(self, server: Server, body: bytes, seconds: float | None = None) -> dict[str, Any]:
+        """wrk against `server`, plus the server tree's CPU per request and its PSS."""
+        tools.run_wrk(server.predict_url, body, 1.0, self.connections)  # warm-up
+        cpu_before = tools.cpu_seconds(server.pid)
+        result = tools.run_wrk(server.predict_url, body, seconds or self.seconds,
+                               self.connections)
+        cpu = tools.cpu_seconds(server.pid) - cpu_before
+        out = result.as_dict()
+        out["server_cpu_ms_per_request"] = 1000 * cpu / max(result.requests, 1)
+        out["pss_mb"] = tools.pss_mb(server.pid)
+        return out
+
+    @staticmethod
+    def bodies(rows: int, width: int, value: list[float] | None = None) -> dict[str, bytes]:
+        features = [value or [0.1 * (i + 1) for i in range(width)]] * rows
+        return {"inferd": orjson.dumps({"features": features}),
+                "mlflow": orjson.dumps({"inputs": features})}
+
+    def check_answers(self, server: Server, body: bytes) -> None:
+        resp = requests.post(server.predict_url, data=body, timeout=60,
+                             headers={"Content-Type": "application/json"})
+        if resp.status_code != 200:
+            raise RuntimeError(f"{server.name} answered {resp.status_code}: {resp.text[:300]}")
+
+    def inferd_state(self, name: str) -> Path:
+        # One state directory per model: the published (compiled) slot is reused by
+        # every start, as a restarted production server would.
+        return self.work / "state" / name
+
+    # -- scenarios ----------------------------------------------------------------------
+
+    def throughput(self, name: str, model_dir: Path, width: int, row_counts: list[int],
+                   value: list[float] | None = None) -> None:
+        workers = 2
+        per_server: dict[str, dict[str, Any]] = {}
+        starters = {
+            "floor": lambda: start_floor(workers, self.log(f"floor-{name}"),
+                                         self.args.worker_class),
+            "inferd": lambda: start_inferd(model_dir, self.inferd_state(name), workers,
+                                           self.log(f"inferd-{name}"),
+                                           self.args.worker_class),
+            "mlflow": lambda: start_mlflow(model_dir, workers, self.log(f"mlflow-{name}")),
+        }
+        for server_name, start in starters.items():
+            print(f"[{name}] {server_name} ...", flush=True)
+            with running(start()) as server:
+                if server_name == "inferd":
+                    health = requests.get(server.url + "/health/", timeout=10).json()
+                    self.results.setdefault("forms", {})[name] = health["model"]["form"]
+                figures: dict[str, Any] = {}
+                for rows in row_counts:
+                    body = self.bodies(rows, width, value)[
+                        "mlflow" if server_name == "mlflow" else "inferd"]
+                    self.check_answers(server, body)
+                    figures[f"{rows}_rows"] = self.load(server, body)
+                figures["pss_mb_after_load"] = tools.pss_mb(server.pid)
+                per_server[server_name] = figures
+        self.results[f"throughput_{name}"] = per_server
+
+    def memory_by_workers(self) -> None:
+        figures = {}
+        body = self.bodies(1, 20)["inferd"]
+        for workers in (1, 2, 4):
+            print(f"[memory] inferd, large forest, {workers} worker(s) ...", flush=True)
+            with running(start_inferd(self.models.large_dir, self.inferd_state("large"),
+                                      workers, self.log(f"inferd-large-w{workers}"),
+                                      self.args.worker_class)) as server:
+                tools.run_wrk(server.predict_url, body, 2.0, self.connections)
+                figures[str(workers)] = tools.pss_mb(server.pid)
+        self.results["memory_large_inferd_pss_mb"] = figures
+
+    def reload_under_load(self) -> None:
+        print("[reload] inferd, iris, a reload every second under load ...", flush=True)
+        model_path = self.work / "reload" / "model.joblib"
+        model_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.models.iris_a, model_path)
+        body = self.bodies(1, 4, IRIS_ROW)["inferd"]
+        state = self.inferd_state("reload")
+        with running(start_inferd(model_path, state, 2, self.log("inferd-reload"),
+                                  self.args.worker_class)) as server:
+            steady = self.load(server, body)
+            answers: list[tuple[float, int]] = []
+            stop = threading.Event()
+
+            def reload_every_second() -> None:
+                sources = [self.models.iris_b, self.models.iris_a]
+                count = 0
+                while not stop.wait(1.0):
+                    tmp = model_path.with_suffix(".tmp")
+                    shutil.copyfile(sources[count % 2], tmp)
+                    tmp.replace(model_path)
+                    count += 1
+                    resp = requests.post(server.url + "/admin/reload", timeout=120)
+                    if resp.status_code == 200 and resp.json()["status"] == "reloaded":
+                        generation = int(os.readlink(state / "current").rsplit("/", 1)[1])
+                        answers.append((time.time(), generation))
+
+            thread = threading.Thread(target=reload_every_second, daemon=True)
+            thread.start()
+            under_reload = tools.run_wrk(server.predict_url, body, self.seconds * 1.5,
+                                         self.connections).as_dict()
+            stop.set()
+            thread.join(180)
+            time.sleep(1.5)  # so the last reload's slot loads are in the log
+            under_reload["reloads"] = len(answers)
+            under_reload["max_worker_lag_s"] = report.worker_lag(server.log, answers)
+        self.results["reload"] = {"steady": steady, "under_reload": under_reload}
+
+    def run(self) -> dict[str, Any]:
+        self.throughput("iris", self.models.iris_dir, 4, [1, 100], IRIS_ROW)
+        if self.args.quick:
+            print("[large] --quick: inferd only, no mlflow or floor run", flush=True)
+            with running(start_inferd(self.models.large_dir, self.inferd_state("large"), 2,
+                                      self.log("inferd-large"),
+                                      self.args.worker_class)) as server:
+                body = self.bodies(1, 20)["inferd"]
+                self.results["throughput_large"] = {"inferd": {"1_rows": self.load(server,
+                                                                                   body)}}
+        else:
+            self.throughput("large", self.models.large_dir, 20, [1])
+        self.memory_by_workers()
+        self.reload_under_load()
+        return self.results
+
+
+def machine() -> dict[str, Any]:
+    return {
+        "cpus": os.cpu_count(),
+        "load_average_at_start": os.getloadavg(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "date": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="4 s wrk runs and no mlflow run on the large forest")
+    parser.add_argument("--check", action="store_true",
+                        help=f"compare ratios with {BASELINE.name}; exit 1 on a regression")
+    parser.add_argument("--tolerance", type=float, default=0.35,
+                        help="allowed relative regression of a ratio in --check (0.35)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    parser.add_argument("--cache", type=Path,
+                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                        / "inferd-bench")
+    parser.add_argument("--connections", type=int, default=8)
+    parser.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"))
+    parser.add_argument("--write-baseline", action="store_true",
+                        help=f"also write the ratios to {BASELINE.name}")
+    args = parser.parse_args()
+    tools.require_wrk()
+    started = time.monotonic()
+    models = prepare(args.cache)
+    work = Path(tempfile.mkdtemp(prefix="inferd-suite-"))
+    print(f"work directory (logs): {work}", flush=True)
+    results = Suite(args, models, work).run()
+    doc: dict[str, Any] = {"machine": machine(), "options": {"quick": args.quick,
+                                             "worker_class": args.worker_class,
+                                             "connections": args.connections},
+           "large_forest_pickle_mb": round(models.large_pickle_mb, 1),
+           "results": results, "ratios": report.ratios(results),
+           "seconds": round(time.monotonic() - started)}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "report.json").write_text(json.dumps(doc, indent=2))
+    (args.out / "report.md").write_text(report.markdown(doc))
+    print(report.markdown(doc))
+    if args.write_baseline:
+        BASELINE.write_text(json.dumps({"machine": doc["machine"], "ratios": doc["ratios"]},
+                                       indent=2))
+    if args.check:
+        return report.check(doc["ratios"], json.loads(BASELINE.read_text())["ratios"],
+                            args.tolerance)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
