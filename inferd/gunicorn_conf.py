@@ -6,6 +6,7 @@ the repository's `gunicorn.conf.py` re-exports it for `gunicorn -c gunicorn.conf
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -48,6 +49,9 @@ def on_starting(server: Any) -> None:
     from inferd.preload import preload_serving_modules
 
     preload_serving_modules()  # shared by every worker, copy-on-write
+    # That import gave the master gauge files of its own (value 0); the master serves
+    # no model, and the "live" gauges must not count it (livemin would report 0).
+    lifecycle.forget_live_gauges(os.getpid())
 
 
 def child_exit(server: Any, worker: Any) -> None:

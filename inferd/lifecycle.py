@@ -34,10 +34,9 @@ def prepare_metrics_dir(settings: Settings) -> None:
 
 
 def forget_live_gauges(pid: int) -> None:
-    """What prometheus_client's `multiprocess.mark_process_dead` does: delete a dead
-    worker's files of "live" gauges. Done here without importing `inferd.metrics`,
-    because that import would give the master gauge files of its own (value 0), which
-    the `livemin` generation gauge would then report."""
+    """What prometheus_client's `multiprocess.mark_process_dead` does: delete a
+    process's files of "live" gauges, so they stop counting (a dead worker's, and the
+    master's own, which it gets by importing the serving modules before the fork)."""
     directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     if directory:
         for path in glob.glob(os.path.join(directory, f"gauge_live*_{pid}.db")):
