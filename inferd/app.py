@@ -1,6 +1,11 @@
 """Composition root of a worker: `create_app(settings)` wires store, holder, reloader
 and resources into a Falcon WSGI app. `app` is what gunicorn imports
-(`inferd.app:app`), once per worker, after the fork."""
+(`inferd.app:app`), once per worker, after the fork.
+
+In a worker (no reloader passed in) each reload runs in a child process
+(`inferd.reload_child`), and two daemon threads start: the registry probe behind
+/health/ and the worker's candidacy for refresh leader (`inferd.refresh`). A test
+that passes its own `Reloader` gets reloads in its own process and no threads."""
 
 from __future__ import annotations
 
@@ -12,7 +17,10 @@ from inferd import logs, notify
 from inferd.errors import InferdError
 from inferd.holder import ModelHolder
 from inferd.model import LoadedModel
-from inferd.reload import Reloader, open_reloader
+from inferd.refresh import RefreshLeader
+from inferd.registry_health import RegistryProbe
+from inferd.reload import Reloader, ReloadRunner, open_reloader
+from inferd.reload_child import ChildReloads
 from inferd.settings import Settings, load_settings
 from inferd.watcher import SlotWatcher
 from inferd.web import docs, errors, resources
@@ -26,6 +34,7 @@ def create_app(settings: Settings, reloader: Reloader | None = None,
     """watch=False: no slot watcher thread, so slots load only on the request path
     (tests of that path use it)."""
     holder: ModelHolder | None = None
+    in_worker = reloader is None
     try:
         reloader = reloader or open_reloader(settings)
         reloader.try_reconcile()  # a worker that died mid-reload may have left a flip unbumped
@@ -40,6 +49,15 @@ def create_app(settings: Settings, reloader: Reloader | None = None,
         if holder is None:
             reloader = None
 
+    runner: ReloadRunner | None = None
+    probe = RegistryProbe(settings)
+    if in_worker:
+        probe.start()
+    if reloader is not None:
+        runner = ChildReloads(settings) if in_worker else reloader
+        if in_worker:
+            RefreshLeader(settings, runner, reloader.store).start()
+
     app = falcon.App(middleware=[RequestContext()])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, errors.handle_unexpected)
@@ -48,9 +66,9 @@ def create_app(settings: Settings, reloader: Reloader | None = None,
 
     app.add_route("/predict", resources.PredictResource(holder, settings) if holder
                   else _Unavailable())
-    app.add_route("/health", resources.HealthResource(holder, settings))
-    app.add_route("/admin/reload", resources.ReloadResource(reloader, settings))
-    app.add_route("/admin/rollback", resources.RollbackResource(reloader, settings))
+    app.add_route("/health", resources.HealthResource(holder, settings, probe))
+    app.add_route("/admin/reload", resources.ReloadResource(runner, settings))
+    app.add_route("/admin/rollback", resources.RollbackResource(runner, settings))
     app.add_route("/metrics", resources.MetricsResource())
     docs.add_routes(app, settings)
     return app

@@ -10,6 +10,7 @@
     ├── BadRequestError        a prediction request is malformed (has `.status_hint`)
     │   └── PayloadTooLargeError
     ├── ReloadBusyError        another reload holds the lock for too long
+    ├── ReloadProcessError     the reload's child process overran its time or died
     └── NoPreviousSlotError    rollback has nothing to go back to
 
 The HTTP status of each lives in one table, `inferd.web.errors`; the CLI's exit
@@ -57,6 +58,11 @@ class PayloadTooLargeError(BadRequestError):
 
 class ReloadBusyError(InferdError):
     """Another reload kept the reload lock longer than this one was willing to wait."""
+
+
+class ReloadProcessError(InferdError):
+    """The child process running a reload did not answer within INFERD_RELOAD_TIMEOUT
+    (it was killed) or exited without an answer."""
 
 
 class NoPreviousSlotError(InferdError):

@@ -5,7 +5,8 @@ nothing in inferd imports gunicorn.
 state directory, repairs it after a crash, empties the metrics directory, and
 publishes a first slot when none exists. It must leave the master light (no
 mlflow or scikit-learn import), since every worker is forked from it: the first
-fetch therefore runs in a child process (`inferd reload --direct`).
+fetch therefore runs in a child process (`inferd.reload_child`), bounded by
+INFERD_RELOAD_TIMEOUT. When a slot exists, start never waits on the registry.
 """
 
 from __future__ import annotations
@@ -15,16 +16,13 @@ import glob
 import logging
 import os
 import shutil
-import subprocess
-import sys
 from typing import Any
 
+from inferd import refresh
 from inferd.errors import InferdError
 from inferd.settings import Settings
 
 log = logging.getLogger("inferd.lifecycle")
-
-BOOTSTRAP_TIMEOUT_SECONDS = 300
 
 
 def prepare_metrics_dir(settings: Settings) -> None:
@@ -69,11 +67,7 @@ def on_starting(server: Any, settings: Settings) -> None:
 
     if settings.admin_token is None:
         warn_open_admin(settings)
-    if settings.auto_refresh_seconds is not None:
-        log.warning(
-            "MODEL_AUTO_REFRESH_SECONDS is set, but automatic refresh is not built yet; "
-            "reload with POST /admin/reload", extra={"event": "auto_refresh_unavailable"},
-        )
+    refresh.log_mode_at_start(settings)
     try:
         reloader = open_reloader(settings)
         reloader.reconcile()
@@ -91,25 +85,20 @@ def on_starting(server: Any, settings: Settings) -> None:
 
 
 def bootstrap_first_slot(settings: Settings) -> None:
-    """Fetch and publish the first model in a child process; failure is not fatal."""
+    """Fetch and publish the first model in a child process; failure is not fatal:
+    the workers start not-ready and their refresh leader keeps retrying."""
+    from inferd.reload_child import ChildReloads
+
     log.info("No slot published yet; fetching the first model",
              extra={"event": "bootstrap", "source": settings.model_source})
     try:
-        done = subprocess.run(
-            [sys.executable, "-m", "inferd", "reload", "--direct"],
-            capture_output=True, text=True, timeout=BOOTSTRAP_TIMEOUT_SECONDS,
-        )
-    except subprocess.TimeoutExpired:
-        log.error("First model fetch timed out; serving not-ready until /admin/reload",
-                  extra={"event": "bootstrap", "result": "failed"})
+        result = ChildReloads(settings).run()
+    except InferdError as exc:
+        log.error("First model fetch failed; serving not-ready, retrying in the background",
+                  extra={"event": "bootstrap", "result": "failed", "error": str(exc)})
         return
-    if done.returncode == 0:
-        log.info("First model published", extra={"event": "bootstrap", "result": "reloaded",
-                                                  "output": done.stdout.strip()})
-    else:
-        reason = (done.stderr.strip().splitlines() or ["unknown error"])[-1]
-        log.error("First model fetch failed; serving not-ready until /admin/reload succeeds",
-                  extra={"event": "bootstrap", "result": "failed", "error": reason})
+    log.info("First model published", extra={"event": "bootstrap", "result": result.status,
+                                              "version": result.version})
 
 
 def child_exit(server: Any, worker: Any, settings: Settings) -> None:

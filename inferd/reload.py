@@ -1,8 +1,9 @@
 """The reload and rollback use cases: the only code that publishes slots.
 
-Called from `/admin/reload` and `/admin/rollback` (in a gunicorn worker), from the
-CLI (`inferd reload --direct`, `inferd rollback`) and at start-up; in every case
-inside the process that holds the reload lock, so one reload runs at a time across
+Called from `/admin/reload`, `/admin/rollback` and auto-refresh (in a child process
+of a gunicorn worker, see `inferd.reload_child`), from the CLI (`inferd reload
+--direct`, `inferd rollback`) and at start-up; in every case inside the process
+that holds the reload lock, so one reload runs at a time across
 all workers and processes. Each step is preceded by `checkpoint(step)`, a hook that
 tests use to kill the process at that exact point.
 
@@ -19,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from inferd.errors import ReloadBusyError, StoreError
 from inferd.settings import Settings
@@ -35,12 +36,14 @@ STEPS = ("resolved", "fetched", "validated", "renamed", "flipped", "bumped")
 
 @dataclass(frozen=True)
 class ReloadResult:
-    status: str  # "reloaded" | "noop"
+    status: str  # "reloaded" | "noop" | "unchanged" (run(unless_version=...) only)
     detail: str
     version: str | None = None
     stage: str | None = None
     generation: int | None = None
     uri: str | None = None  # the concrete model URI, for the audit log
+    # The version the source named, even for a noop: what auto-refresh remembers.
+    resolved_version: str | None = None
 
     def body(self) -> dict[str, Any]:
         return {
@@ -49,6 +52,16 @@ class ReloadResult:
             "version": self.version,
             "stage": self.stage,
         }
+
+
+class ReloadRunner(Protocol):
+    """What the admin endpoints and auto-refresh call: a `Reloader` in this process
+    (tests, `inferd reload --direct`), or `inferd.reload_child.ChildReloads`, which
+    runs the same `Reloader` in a short-lived child process (gunicorn workers)."""
+
+    def run(self, unless_version: str | None = None) -> ReloadResult: ...
+
+    def rollback(self) -> ReloadResult: ...
 
 
 def _no_checkpoint(step: str) -> None:
@@ -94,16 +107,25 @@ class Reloader:
             log.warning("Slot store repaired", extra={"event": "reconcile", "action": action})
         return actions
 
-    def run(self) -> ReloadResult:
-        """Make the source's current model the serving one, or answer noop."""
+    def run(self, unless_version: str | None = None) -> ReloadResult:
+        """Make the source's current model the serving one, or answer noop.
+
+        unless_version: auto-refresh's "the registry still names the version I last
+        saw there": answer `unchanged` without comparing with the serving slot, so a
+        manual rollback is not undone by the next poll.
+        """
         with self.store.lock(self.lock_timeout):
             self._reconcile_locked()
             source = self.source_factory()
             resolved = source.resolve()
             self.checkpoint("resolved")
+            if unless_version is not None and resolved.version == unless_version:
+                return ReloadResult("unchanged", "Source still names the version last seen",
+                                    uri=resolved.uri, resolved_version=resolved.version)
             current = self.store.current_manifest()
             if current is not None and current.get("descriptor") == resolved.descriptor:
-                return ReloadResult("noop", "Model descriptor unchanged", uri=resolved.uri)
+                return ReloadResult("noop", "Model descriptor unchanged", uri=resolved.uri,
+                                    resolved_version=resolved.version)
             generation = self._publish_new(source, resolved)
             self._activate(generation)
             return ReloadResult(
@@ -113,6 +135,7 @@ class Reloader:
                 stage=resolved.stage or resolved.alias,
                 generation=generation,
                 uri=resolved.uri,
+                resolved_version=resolved.version,
             )
 
     def _publish_new(self, source: Source, resolved: Resolved) -> int:

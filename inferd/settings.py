@@ -63,6 +63,13 @@ def _optional_positive_float(raw: str) -> float | None:
     return value
 
 
+def _positive_float(raw: str) -> float:
+    value = _optional_positive_float(raw)
+    if value is None:
+        raise ValueError("a positive number of seconds")
+    return value
+
+
 def _optional_version(raw: str) -> str | None:
     if not raw.strip():
         return None
@@ -141,7 +148,13 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("mlflow_model_alias", "MLFLOW_MODEL_ALIAS", _optional_text, "",
             "Alias to serve, e.g. `champion`; wins over stage.", "unset"),
     Setting("auto_refresh_seconds", "MODEL_AUTO_REFRESH_SECONDS", _optional_positive_float, "",
-            "Registry poll interval for automatic reloads.", "unset (off)"),
+            "Registry poll interval for automatic reloads (one poller per service).",
+            "unset (off)"),
+    Setting("reload_timeout", "INFERD_RELOAD_TIMEOUT", _positive_int, "90",
+            "Hard bound on one reload (fetch, validation, publish); the reload's child "
+            "process is killed after it."),
+    Setting("registry_probe_seconds", "INFERD_REGISTRY_PROBE_SECONDS", _positive_float, "15",
+            "How often each worker checks the registry for /health/ (in the background)."),
     Setting("state_dir", "INFERD_STATE_DIR", _path, "",
             "Slots, generation file, reload lock, metrics dir.",
             "`~/.local/state/inferd` (systemd: `/var/lib/inferd`)"),
@@ -185,6 +198,8 @@ class Settings:
     mlflow_model_version: str | None = None
     mlflow_model_alias: str | None = None
     auto_refresh_seconds: float | None = None
+    reload_timeout: int = 90
+    registry_probe_seconds: float = 15.0
     state_dir: Path = field(default_factory=lambda: Path(_default_state_dir()))
     bind: str = "127.0.0.1:8000"
     workers: int = 2

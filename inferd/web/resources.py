@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import importlib.metadata
 import logging
 from typing import Any
 
@@ -19,7 +18,9 @@ from inferd.errors import (
     ReloadBusyError,
 )
 from inferd.holder import ModelHolder
-from inferd.reload import Reloader, ReloadResult
+from inferd.refresh import refresh_status
+from inferd.registry_health import RegistryHealth, RegistryProbe
+from inferd.reload import ReloadResult, ReloadRunner
 from inferd.settings import Settings
 from inferd.sources import redact_uri
 
@@ -60,14 +61,11 @@ class PredictResource:
 
 
 class HealthResource:
-    def __init__(self, holder: ModelHolder | None, settings: Settings) -> None:
+    def __init__(self, holder: ModelHolder | None, settings: Settings,
+                 probe: RegistryProbe | None = None) -> None:
         self.holder = holder
         self.settings = settings
-        self.mlflow_version: str | None
-        try:
-            self.mlflow_version = importlib.metadata.version("mlflow")
-        except importlib.metadata.PackageNotFoundError:
-            self.mlflow_version = None
+        self.probe = probe or RegistryProbe(settings)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         model = None
@@ -82,12 +80,17 @@ class HealthResource:
             if model is not None and self.holder.last_error:
                 error = self.holder.last_error
         manifest = model.manifest if model else {}
+        registry = self.probe.latest()  # cached by the probe thread: never waits
+        registry_down = registry.status in ("unreachable", "error")
+        if model is None and registry_down:
+            error = f"{error}; registry {registry.status}: {registry.reason}"
         body: dict[str, Any] = {
-            # Serving is "ok"; a newer slot this worker could not load shows in details.error.
-            "status": "ok" if model else "unavailable",
+            # Serving is "ok", or "degraded" while the registry cannot be used; a newer
+            # slot this worker could not load shows in details.error.
+            "status": ("degraded" if registry_down else "ok") if model else "unavailable",
             "ready": model is not None,
             "details": {"metrics": manifest.get("metrics", {})},
-            "mlflow": self._mlflow(manifest),
+            "mlflow": self._mlflow(manifest, registry),
             "model": model.describe() if model else None,
             "admin": {"auth": "enabled" if self.settings.admin_token else "disabled"},
         }
@@ -97,19 +100,22 @@ class HealthResource:
         resp.data = orjson.dumps(body)
         resp.content_type = falcon.MEDIA_JSON
 
-    def _mlflow(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def _mlflow(self, manifest: dict[str, Any], registry: RegistryHealth) -> dict[str, Any]:
         if self.settings.model_source != "mlflow":
             return {"status": "not_used", "server_version": None, "verified_at": None,
                     "model_uri": None}
         kind, value = self.settings.selector
         return {
-            # The registry was last verified when the serving slot was resolved from it.
-            "status": "ok" if manifest else "unknown",
-            "server_version": self.mlflow_version,
-            "verified_at": manifest.get("published_at"),
-            "model_uri": manifest.get("uri"),
+            "status": registry.status,
+            "reason": registry.reason,
+            "server_version": registry.server_version,
+            "verified_at": registry.verified_at,
+            "checked_at": registry.checked_at,
+            "model_uri": manifest.get("uri"),  # the model serving here
+            "registry_version": registry.registry_version,  # what the selector names now
             "tracking_uri": redact_uri(self.settings.tracking_uri),
             "selector": {"kind": kind, "value": value},
+            "auto_refresh": refresh_status(self.settings),
         }
 
 
@@ -119,7 +125,7 @@ _ACTIONS = {"run": ("reload", "Manual model reload applied"),
 
 
 class _AdminResource:
-    def __init__(self, reloader: Reloader | None, settings: Settings) -> None:
+    def __init__(self, reloader: ReloadRunner | None, settings: Settings) -> None:
         self.reloader = reloader
         self.token = settings.admin_token
         self.header = settings.admin_token_header

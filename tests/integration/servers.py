@@ -356,12 +356,13 @@ class MlflowServer:
     url: str
 
 
-def start_mlflow(base: Path) -> MlflowServer:
-    """`mlflow server` on 127.0.0.1, SQLite backend, artifacts under `base`."""
+def start_mlflow(base: Path, port: int | None = None) -> MlflowServer:
+    """`mlflow server` on 127.0.0.1, SQLite backend, artifacts under `base`; pass the
+    `port` of a stopped one (and its `base`) to start it again with the same data."""
     exe = shutil.which("mlflow")
     if exe is None:
         pytest.fail("the `mlflow` command is not on PATH (pip install mlflow)")
-    port = free_port()
+    port = port or free_port()
     cmd = [exe, "server",
            "--backend-store-uri", f"sqlite:///{base / 'mlflow.db'}",
            "--artifacts-destination", str(base / "artifacts"),

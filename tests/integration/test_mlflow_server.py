@@ -19,6 +19,7 @@ from tests.integration.servers import (
     MlflowServer,
     start_inferd,
     stop_inferd,
+    wait_for,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -65,7 +66,9 @@ def test_reload_picks_up_a_newly_registered_version(server: InferdServer,
                                                     tmp_path: Path) -> None:
     from inferd.demo import publish_demo
 
-    health = server.health().json()
+    # The registry probe runs in the background: its first answer takes a moment.
+    health = wait_for(lambda: (h := server.health().json())["mlflow"]["status"] != "unknown"
+                      and h, 15, "the registry probe's first answer", server.process)
     assert health["ready"] is True
     assert health["model"]["version"] == "1"
     assert health["model"]["stage"] == "Production"
