@@ -1,6 +1,7 @@
 """Starting before the model exists, as on a fresh VM whose deploy has not run yet:
 the first fetch fails, gunicorn still comes up, answers 503 not ready, and the first
-successful POST /admin/reload makes it ready without a restart."""
+successful fetch (a POST /admin/reload, or the refresh leader's own retry) makes it
+ready without a restart."""
 
 from __future__ import annotations
 
@@ -44,8 +45,10 @@ def test_not_ready_until_the_first_successful_reload(server: InferdServer) -> No
     write_model(server.model_path, ConstantModel(2))
     reloaded = server.admin("reload")
     assert reloaded.status_code == 200, reloaded.text
-    assert reloaded.json()["status"] == "reloaded"
-    version = reloaded.json()["version"]
+    # The refresh leader retries the first fetch by itself while no slot exists, so it
+    # may have published the file first: then this reload is a noop.
+    assert reloaded.json()["status"] in ("reloaded", "noop")
+    version = server.health().json()["model"]["version"]
     assert set(server.versions(20)) == {version}
     assert server.predict().json()["predictions"] == [2, 2, 2]
     health = server.health()
