@@ -28,7 +28,7 @@ pytestmark = pytest.mark.integration
 TOKEN = "fuzzing-secret"
 MAX_BODY = 64 * 1024  # small, so oversized bodies are cheap to generate
 MAX_ROWS = 100
-EXAMPLES = 25  # per operation: bounded, so the module stays within seconds
+EXAMPLES = 20  # per operation: bounded, so the module stays within seconds
 
 
 @pytest.fixture(scope="module")
