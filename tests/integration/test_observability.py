@@ -293,7 +293,11 @@ def test_the_document_describes_every_route_the_server_has(openapi: dict[str, An
     from inferd.app import create_app
     from inferd.settings import Settings
 
-    app = create_app(Settings(state_dir=tmp_path))
+    from inferd.reload import open_reloader
+
+    settings = Settings(state_dir=tmp_path)
+    # With its own reloader and no watcher, the app starts no background thread.
+    app = create_app(settings, reloader=open_reloader(settings), watch=False)
     templates = {route.uri_template for route in app._router._roots}  # noqa: SLF001
     templates |= {child.uri_template for route in app._router._roots
                   for child in _descendants(route)}
