@@ -340,6 +340,17 @@ def start_inferd(base: Path, env: dict[str, str], *, workers: int = 2,
     return server
 
 
+def start_local(base: Path, model: object, *, admin_token: str | None = None,
+                **env: str) -> InferdServer:
+    """`start_inferd` with MODEL_SOURCE=local serving `model`, saved with joblib at
+    `base/models/model.joblib` (the server's `model_path`, for tests that swap it)."""
+    from tests.fakes import write_model
+
+    model_path = write_model(base / "models" / "model.joblib", model)
+    return start_inferd(base, {"MODEL_SOURCE": "local", "MODEL_PATH": str(model_path), **env},
+                        admin_token=admin_token)
+
+
 def stop_inferd(server: InferdServer) -> None:
     unhandled = [r for r in server.log_records() if r.get("event") == "unhandled"]
     server.process.stop(strict=True)

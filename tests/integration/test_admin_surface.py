@@ -20,7 +20,7 @@ from tests.integration.servers import (
     InferdServer,
     clean_env,
     free_port,
-    start_inferd,
+    start_local,
     stop_inferd,
 )
 
@@ -33,9 +33,7 @@ CLOSE = {"Connection": "close"}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
     base = tmp_path_factory.mktemp("admin")
-    model_path = write_model(base / "models" / "model.joblib", iris_forest(n_estimators=3))
-    srv = start_inferd(base, {"MODEL_SOURCE": "local", "MODEL_PATH": str(model_path)},
-                       admin_token=TOKEN)
+    srv = start_local(base, iris_forest(n_estimators=3), admin_token=TOKEN)
     yield srv
     stop_inferd(srv)
 

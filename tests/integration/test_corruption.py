@@ -23,7 +23,7 @@ from tests.fakes import iris_forest, write_model
 from tests.integration.servers import (
     InferdServer,
     clean_env,
-    start_inferd,
+    start_local,
     stop_inferd,
     wait_for,
 )
@@ -34,8 +34,7 @@ pytestmark = pytest.mark.integration
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
     base = tmp_path_factory.mktemp("corruption")
-    model_path = write_model(base / "models" / "model.joblib", iris_forest(n_estimators=3))
-    srv = start_inferd(base, {"MODEL_SOURCE": "local", "MODEL_PATH": str(model_path)})
+    srv = start_local(base, iris_forest(n_estimators=3))
     yield srv
     stop_inferd(srv)
 

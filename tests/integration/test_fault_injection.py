@@ -20,7 +20,7 @@ from tests.fakes import ConstantModel, write_model
 from tests.integration.servers import (
     InferdServer,
     LoadGenerator,
-    start_inferd,
+    start_local,
     stop_inferd,
     wait_for,
 )
@@ -36,9 +36,7 @@ def step_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, step_file: Path) -> Iterator[InferdServer]:
     base = tmp_path_factory.mktemp("fault-injection")
-    model_path = write_model(base / "models" / "model.joblib", ConstantModel(0))
-    srv = start_inferd(base, {"MODEL_SOURCE": "local", "MODEL_PATH": str(model_path),
-                              FAULT_INJECTION_ENV: str(step_file)})
+    srv = start_local(base, ConstantModel(0), **{FAULT_INJECTION_ENV: str(step_file)})
     yield srv
     stop_inferd(srv)
 

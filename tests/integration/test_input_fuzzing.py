@@ -20,8 +20,8 @@ from hypothesis import HealthCheck, given, settings
 
 from inferd import payload
 from inferd.errors import BadRequestError
-from tests.fakes import iris_forest, write_model
-from tests.integration.servers import HTTP_TIMEOUT, InferdServer, start_inferd, stop_inferd
+from tests.fakes import iris_forest
+from tests.integration.servers import HTTP_TIMEOUT, InferdServer, start_local, stop_inferd
 
 pytestmark = pytest.mark.integration
 
@@ -34,10 +34,8 @@ EXAMPLES = 20  # per operation: bounded, so the module stays within seconds
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
     base = tmp_path_factory.mktemp("fuzzing")
-    model_path = write_model(base / "models" / "model.joblib", iris_forest(n_estimators=3))
-    srv = start_inferd(base, {"MODEL_SOURCE": "local", "MODEL_PATH": str(model_path),
-                              "INFERD_MAX_BODY_BYTES": str(MAX_BODY),
-                              "INFERD_MAX_ROWS": str(MAX_ROWS)}, admin_token=TOKEN)
+    srv = start_local(base, iris_forest(n_estimators=3), admin_token=TOKEN,
+                      INFERD_MAX_BODY_BYTES=str(MAX_BODY), INFERD_MAX_ROWS=str(MAX_ROWS))
     yield srv
     assert srv.predict().status_code == 200, "the server no longer predicts after fuzzing"
     stop_inferd(srv)

@@ -29,7 +29,7 @@ from tests.integration.servers import (
     LoadGenerator,
     clean_env,
     free_port,
-    start_inferd,
+    start_local,
     stop_inferd,
     wait_for,
 )
@@ -48,9 +48,7 @@ def baseline() -> Any:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory, baseline: Any) -> Iterator[InferdServer]:
     base = tmp_path_factory.mktemp("local")
-    model_path = write_model(base / "models" / "model.joblib", baseline)
-    srv = start_inferd(base, {"MODEL_SOURCE": "local", "MODEL_PATH": str(model_path)},
-                       admin_token=TOKEN)
+    srv = start_local(base, baseline, admin_token=TOKEN)
     yield srv
     stop_inferd(srv)
 

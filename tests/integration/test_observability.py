@@ -27,7 +27,7 @@ from tests.integration.servers import (
     HTTP_TIMEOUT,
     IRIS_ROWS,
     InferdServer,
-    start_inferd,
+    start_local,
     stop_inferd,
     wait_for,
 )
@@ -42,9 +42,7 @@ CLOSE = {"Connection": "close"}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
     base = tmp_path_factory.mktemp("observability")
-    model_path = write_model(base / "models" / "model.joblib", iris_forest(n_estimators=3))
-    srv = start_inferd(base, {"MODEL_SOURCE": "local", "MODEL_PATH": str(model_path)},
-                       admin_token=TOKEN)
+    srv = start_local(base, iris_forest(n_estimators=3), admin_token=TOKEN)
     yield srv
     stop_inferd(srv)
 

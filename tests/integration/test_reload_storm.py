@@ -18,7 +18,7 @@ from tests.fakes import ConstantModel, iris_forest, write_model
 from tests.integration.servers import (
     InferdServer,
     LoadGenerator,
-    start_inferd,
+    start_local,
     stop_inferd,
 )
 
@@ -31,9 +31,7 @@ TOKEN = "storm-secret"
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
     base = tmp_path_factory.mktemp("storm")
-    model_path = write_model(base / "models" / "model.joblib", iris_forest(n_estimators=3))
-    srv = start_inferd(base, {"MODEL_SOURCE": "local", "MODEL_PATH": str(model_path)},
-                       admin_token=TOKEN)
+    srv = start_local(base, iris_forest(n_estimators=3), admin_token=TOKEN)
     yield srv
     stop_inferd(srv)
 

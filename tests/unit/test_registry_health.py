@@ -14,12 +14,21 @@ from falcon import testing
 
 from inferd.holder import ModelHolder
 from inferd.registry_health import RegistryProbe, check_registry
-from inferd.reload import open_reloader
+from inferd.reload import Reloader, open_reloader
 from inferd.settings import Settings
 from inferd.web.resources import HealthResource
 from tests.fakes import ConstantModel, StalledRegistry, write_model
 from tests.integration.servers import free_port
 
+
+def health_after_a_probe(settings: Settings, reloader: Reloader) -> testing.Result:
+    """GET /health once the registry probe has checked, on the store of `reloader`."""
+    probe = RegistryProbe(settings)
+    probe.check_now()
+    app = falcon.App()
+    app.add_route("/health", HealthResource(
+        ModelHolder(reloader.store, reloader.counter), settings, probe))
+    return testing.TestClient(app).simulate_get("/health")
 
 def test_a_closed_port_is_unreachable(make_settings: Callable[..., Settings]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
@@ -79,13 +88,7 @@ def test_health_is_degraded_but_ready_while_the_registry_is_down(
     url = f"http://127.0.0.1:{free_port()}"
     settings = make_settings(model_source="mlflow", mlflow_tracking_uri=url,
                              mlflow_model_alias="champion")
-    probe = RegistryProbe(settings)
-    probe.check_now()
-    app = falcon.App()
-    app.add_route("/health", HealthResource(
-        ModelHolder(reloader.store, reloader.counter), settings, probe))
-
-    resp = testing.TestClient(app).simulate_get("/health")
+    resp = health_after_a_probe(settings, reloader)
 
     assert resp.status_code == 200
     body = resp.json
@@ -103,13 +106,7 @@ def test_not_ready_says_the_registry_is_down(make_settings: Callable[..., Settin
     settings = make_settings(model_source="mlflow", mlflow_tracking_uri=url,
                              auto_refresh_seconds=5.0)
     reloader = open_reloader(settings)
-    probe = RegistryProbe(settings)
-    probe.check_now()
-    app = falcon.App()
-    app.add_route("/health", HealthResource(
-        ModelHolder(reloader.store, reloader.counter), settings, probe))
-
-    resp = testing.TestClient(app).simulate_get("/health")
+    resp = health_after_a_probe(settings, reloader)
 
     assert resp.status_code == 503
     body = resp.json
