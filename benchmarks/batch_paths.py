@@ -1,9 +1,9 @@
-"""Where numpy stops beating scikit-learn: the measurement behind inferd.batch.
+"""Where numpy stops beating scikit-learn: the measurement behind inferd.model.batch.
 
 For an iris random forest (shallow) and extra trees on noisy labels (deep, uneven),
 times scikit-learn's `predict` and the compiled numpy traversal for batches of 1 to
 10 000 rows (best of `--repeat`), and prints the crossover as rows x mean leaf depth,
-the unit of `inferd.batch.LARGE_BATCH_WORK`.
+the unit of `inferd.model.batch.LARGE_BATCH_WORK`.
 
     python -m benchmarks.batch_paths [--repeat 5]
 
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from inferd.compiled.compile import compile_into, load_compiled
+from inferd.model.compiled.compile import compile_into, load_compiled
 
 BATCHES = (1, 10, 100, 300, 1000, 3000, 10000)
 

@@ -48,10 +48,11 @@ def main() -> int:
 
     from falcon import testing
 
-    from inferd import logs, metrics, payload
     from inferd.app import create_app
-    from inferd.reload import open_reloader
-    from inferd.settings import Settings
+    from inferd.common import logs, metrics
+    from inferd.common.settings import Settings
+    from inferd.reloading.reload import open_reloader
+    from inferd.web.codecs import native as payload
     from tests.fakes import iris_forest, write_model
 
     logs.configure("info")
@@ -60,7 +61,7 @@ def main() -> int:
     open_reloader(settings).run()
     app = create_app(settings, watch=False)
     client = testing.TestClient(app)
-    from inferd.holder import ModelHolder
+    from inferd.serving.holder import ModelHolder
 
     reloader = open_reloader(settings)
     holder = ModelHolder(reloader.store, reloader.counter)

@@ -3,8 +3,8 @@ and resources into a Falcon WSGI app. `app` is what gunicorn imports
 (`inferd.app:app`), once per worker, after the fork.
 
 In a worker (no reloader passed in) each reload runs in a child process
-(`inferd.reload_child`), and two daemon threads start: the registry probe behind
-/health/ and the worker's candidacy for refresh leader (`inferd.refresh`). A test
+(`inferd.reloading.child`), and two daemon threads start: the registry probe behind
+/health/ and the worker's candidacy for refresh leader (`inferd.reloading.refresh`). A test
 that passes its own `Reloader` gets reloads in its own process and no threads."""
 
 from __future__ import annotations
@@ -13,16 +13,16 @@ import logging
 
 import falcon
 
-from inferd import logs, notify
-from inferd.errors import InferdError
-from inferd.holder import ModelHolder
-from inferd.model import LoadedModel
-from inferd.refresh import RefreshLeader
-from inferd.registry_health import RegistryProbe
-from inferd.reload import Reloader, ReloadRunner, open_reloader
-from inferd.reload_child import ChildReloads
-from inferd.settings import Settings, load_settings
-from inferd.watcher import SlotWatcher
+from inferd.common import logs, notify
+from inferd.common.errors import InferdError
+from inferd.common.settings import Settings, load_settings
+from inferd.model.loaded import LoadedModel
+from inferd.reloading.child import ChildReloads
+from inferd.reloading.refresh import RefreshLeader
+from inferd.reloading.reload import Reloader, ReloadRunner, open_reloader
+from inferd.serving.holder import ModelHolder
+from inferd.serving.registry_probe import RegistryProbe
+from inferd.serving.watcher import SlotWatcher
 from inferd.web import docs, errors, resources
 from inferd.web.middleware import RequestContext
 

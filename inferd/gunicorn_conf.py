@@ -10,9 +10,10 @@ import os
 import sys
 from typing import Any
 
-from inferd import lifecycle, logs, notify
-from inferd.errors import ConfigError
-from inferd.settings import load_settings
+from inferd.common import logs, notify
+from inferd.common.errors import ConfigError
+from inferd.common.settings import load_settings
+from inferd.server import lifecycle
 
 try:
     _settings = load_settings()
@@ -46,7 +47,7 @@ def on_starting(server: Any) -> None:
     notify.claim()
     logs.configure(_settings.log_level)
     lifecycle.on_starting(server, _settings)
-    from inferd.preload import preload_serving_modules
+    from inferd.server.preload import preload_serving_modules
 
     preload_serving_modules()  # shared by every worker, copy-on-write
     # That import gave the master gauge files of its own (value 0); the master serves

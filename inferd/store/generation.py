@@ -19,7 +19,7 @@ import os
 import struct
 from pathlib import Path
 
-from inferd.errors import CorruptStateError
+from inferd.common.errors import CorruptStateError
 
 MAGIC = b"INFDGEN\x01"
 SIZE = 16

@@ -5,7 +5,7 @@
     <state>/current -> slots/<g>  symlink, replaced with rename(2)
     <state>/generation            fixed-size counter file (see store.generation)
     <state>/reload.lock           one reload at a time, across every process
-    <state>/refresh.lock          held by the auto-refresh leader (inferd.refresh)
+    <state>/refresh.lock          held by the auto-refresh leader (inferd.reloading.refresh)
     <state>/refresh.json          the version the poller last saw in the source
     <state>/metrics/              prometheus multiprocess files
     <state>/cache/                MLflow download cache (MODEL_CACHE_DIR)

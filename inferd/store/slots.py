@@ -31,7 +31,7 @@ from typing import Any
 
 from filelock import FileLock, Timeout
 
-from inferd.errors import (
+from inferd.common.errors import (
     CorruptStateError,
     NoPreviousSlotError,
     ReloadBusyError,

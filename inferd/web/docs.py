@@ -16,7 +16,7 @@ from pathlib import Path
 import falcon
 import orjson
 
-from inferd.settings import Settings
+from inferd.common.settings import Settings
 from inferd.web import openapi
 
 STATIC_PREFIX = "/docs/static"

@@ -11,7 +11,7 @@ from typing import Any
 
 import falcon
 
-from inferd.errors import (
+from inferd.common.errors import (
     BadRequestError,
     InferdError,
     NoModelError,

@@ -1,6 +1,6 @@
 """Per-request plumbing: correlation id and request metrics.
 
-The access line itself is gunicorn's (JSON via `inferd.logs`), which reads the
+The access line itself is gunicorn's (JSON via `inferd.common.logs`), which reads the
 correlation id back from the response header set here.
 """
 
@@ -12,7 +12,7 @@ from typing import Any
 
 import falcon
 
-from inferd import logs, metrics
+from inferd.common import logs, metrics
 
 # Any other method (a scanner's "PROPFIND", say) is counted as "other", for the same
 # reason as unknown paths.

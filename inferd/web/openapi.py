@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from inferd import __version__
-from inferd.settings import Settings
+from inferd.common.settings import Settings
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _CORRELATION = {"X-Correlation-ID": {"$ref": "#/components/headers/CorrelationId"}}

@@ -9,20 +9,22 @@ from typing import Any
 import falcon
 import orjson
 
-from inferd import metrics, payload
-from inferd.errors import (
+from inferd.common import metrics
+from inferd.common.errors import (
     InferdError,
     NoModelError,
     NoPreviousSlotError,
     PayloadTooLargeError,
     ReloadBusyError,
 )
-from inferd.holder import ModelHolder
-from inferd.refresh import refresh_status
-from inferd.registry_health import RegistryHealth, RegistryProbe
-from inferd.reload import ReloadResult, ReloadRunner
-from inferd.settings import Settings
-from inferd.sources import redact_uri
+from inferd.common.settings import Settings
+from inferd.reloading.refresh import refresh_status
+from inferd.reloading.registry import RegistryHealth
+from inferd.reloading.reload import ReloadResult, ReloadRunner
+from inferd.reloading.sources import redact_uri
+from inferd.serving.holder import ModelHolder
+from inferd.serving.registry_probe import RegistryProbe
+from inferd.web.codecs import native as payload
 
 log = logging.getLogger("inferd.admin")
 

@@ -17,8 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from inferd.reload import open_reloader
-from inferd.settings import Settings
+from inferd.common.settings import Settings
+from inferd.reloading.reload import open_reloader
 from tests.fakes import iris_forest, write_model
 from tests.integration.servers import (
     InferdServer,

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from inferd.settings import Settings
+from inferd.common.settings import Settings
 from tests.integration.servers import (
     InferdServer,
     MlflowServer,
@@ -40,7 +40,7 @@ SCRAPE_SECONDS = 1
 @pytest.fixture(scope="module")
 def server(mlflow_server: MlflowServer,
            tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
-    from inferd.demo import publish_demo
+    from inferd.commands.demo import publish_demo
 
     publish_demo(Settings(mlflow_tracking_uri=mlflow_server.url, mlflow_model_name=MODEL,
                           state_dir=tmp_path_factory.mktemp("dashboard-publisher")),

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from inferd.reload import FAULT_INJECTION_ENV, STEPS
+from inferd.reloading.reload import FAULT_INJECTION_ENV, STEPS
 from tests.fakes import ConstantModel, write_model
 from tests.integration.servers import (
     InferdServer,

@@ -18,8 +18,8 @@ import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from inferd import payload
-from inferd.errors import BadRequestError
+from inferd.common.errors import BadRequestError
+from inferd.web.codecs import native as payload
 from tests.fakes import iris_forest
 from tests.integration.servers import HTTP_TIMEOUT, InferdServer, start_local, stop_inferd
 

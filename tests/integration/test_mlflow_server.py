@@ -1,6 +1,6 @@
 """inferd against a real `mlflow server` (SQLite backend, local artifacts, loopback).
 
-Models are registered from this process with `inferd.demo.publish_demo` (mlflow is
+Models are registered from this process with `inferd.commands.demo.publish_demo` (mlflow is
 imported once). The gunicorn server here starts the way the systemd unit does,
 `gunicorn -c gunicorn.conf.py inferd.app:app`, with MODEL_SOURCE=mlflow.
 """
@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from inferd.settings import Settings
+from inferd.common.settings import Settings
 from tests.integration.servers import (
     InferdServer,
     MlflowServer,
@@ -41,7 +41,7 @@ def client(mlflow_server: MlflowServer) -> Any:
 @pytest.fixture(scope="module")
 def first_version(mlflow_server: MlflowServer,
                   tmp_path_factory: pytest.TempPathFactory) -> str:
-    from inferd.demo import publish_demo
+    from inferd.commands.demo import publish_demo
 
     settings = registry_settings(mlflow_server, tmp_path_factory.mktemp("publisher"),
                                  mlflow_model_name=MODEL)
@@ -64,7 +64,7 @@ def server(mlflow_server: MlflowServer, first_version: str,
 def test_reload_picks_up_a_newly_registered_version(server: InferdServer,
                                                     mlflow_server: MlflowServer,
                                                     tmp_path: Path) -> None:
-    from inferd.demo import publish_demo
+    from inferd.commands.demo import publish_demo
 
     # The registry probe runs in the background: its first answer takes a moment.
     health = wait_for(lambda: (h := server.health().json())["mlflow"]["status"] != "unknown"
@@ -102,7 +102,7 @@ def test_reload_picks_up_a_newly_registered_version(server: InferdServer,
 def test_alias_and_pinned_version_resolve_against_the_server(
         mlflow_server: MlflowServer, first_version: str, tmp_path: Path) -> None:
     """In this process (mlflow is already imported): the selectors other than stage."""
-    from inferd.reload import open_reloader
+    from inferd.reloading.reload import open_reloader
 
     registry = client(mlflow_server)
     registry.create_registered_model(ALIASED)

@@ -289,8 +289,8 @@ def test_live_answers_match_the_openapi_document(server: InferdServer,
 def test_the_document_describes_every_route_the_server_has(openapi: dict[str, Any],
                                                            tmp_path: Path) -> None:
     from inferd.app import create_app
-    from inferd.reload import open_reloader
-    from inferd.settings import Settings
+    from inferd.common.settings import Settings
+    from inferd.reloading.reload import open_reloader
 
     settings = Settings(state_dir=tmp_path)
     # With its own reloader and no watcher, the app starts no background thread.

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 import requests
 
-from inferd.refresh import LeaderLock
-from inferd.reload import open_reloader
-from inferd.settings import Settings
+from inferd.common.settings import Settings
+from inferd.reloading.refresh import LeaderLock
+from inferd.reloading.reload import open_reloader
 from tests.fakes import ConstantModel, StalledRegistry, write_model
 from tests.integration.servers import (
     InferdServer,
@@ -48,7 +48,7 @@ def registry_env(url: str, name: str, **extra: str) -> dict[str, str]:
 
 
 def publish_first(url: str, name: str, scratch: Path) -> str:
-    from inferd.demo import publish_demo
+    from inferd.commands.demo import publish_demo
 
     return publish_demo(Settings(mlflow_tracking_uri=url, state_dir=scratch,
                                  mlflow_model_name=name), n_estimators=3).version

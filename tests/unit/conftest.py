@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from inferd.settings import Settings
+from inferd.common.settings import Settings
 from tests import fakes
 
 

@@ -12,9 +12,9 @@ import pytest
 from falcon import testing
 
 from inferd.app import create_app
-from inferd.reload import open_reloader
-from inferd.settings import Settings
-from inferd.sources.local import content_hash
+from inferd.common.settings import Settings
+from inferd.reloading.reload import open_reloader
+from inferd.reloading.sources.local import content_hash
 from inferd.store.slots import SlotStore
 from tests.fakes import ExplodingModel, write_model
 

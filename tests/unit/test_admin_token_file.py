@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from inferd.errors import ConfigError
-from inferd.settings import load_settings
+from inferd.common.errors import ConfigError
+from inferd.common.settings import load_settings
 
 
 def test_token_is_read_from_the_file_without_its_newline(tmp_path: Path) -> None:

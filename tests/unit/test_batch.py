@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferd.batch import BatchRouter
-from inferd.compiled.compile import compile_into, load_compiled
-from inferd.errors import BadRequestError
-from inferd.model import LoadedModel
+from inferd.common.errors import BadRequestError
+from inferd.model.batch import BatchRouter
+from inferd.model.compiled.compile import compile_into, load_compiled
+from inferd.model.loaded import LoadedModel
 from tests.fakes import iris_forest, write_model
 
 

@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from inferd.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, main
-from inferd.reload import open_reloader
-from inferd.settings import SETTINGS, Settings
-from inferd.sources.local import content_hash
+from inferd.commands.cli import EXIT_CONFIG, EXIT_FAILED, EXIT_OK, main
+from inferd.common.settings import SETTINGS, Settings
+from inferd.reloading.reload import open_reloader
+from inferd.reloading.sources.local import content_hash
 from tests.fakes import ConstantModel, write_model
 
 

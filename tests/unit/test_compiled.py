@@ -31,8 +31,8 @@ from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, Stan
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
-from inferd.compiled.compile import compile_into, load_compiled
-from inferd.compiled.format import CompiledFormatError
+from inferd.model.compiled.compile import compile_into, load_compiled
+from inferd.model.compiled.format import CompiledFormatError
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -231,7 +231,7 @@ def test_a_compiled_form_that_disagrees_is_not_kept(tmp_path: Path) -> None:
 
 
 def test_large_batches_in_slices_equal_one_pass(tmp_path: Path, monkeypatch: Any) -> None:
-    from inferd.compiled import trees
+    from inferd.model.compiled import trees
 
     x, y = _data(3, 300, 5, 3)
     model = RandomForestClassifier(7, random_state=0).fit(x, y)

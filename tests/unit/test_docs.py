@@ -6,7 +6,7 @@ import configparser
 import re
 from pathlib import Path
 
-from inferd.settings import SETTINGS, settings_table
+from inferd.common.settings import SETTINGS, settings_table
 
 ROOT = Path(__file__).resolve().parents[2]
 

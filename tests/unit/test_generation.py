@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from inferd.errors import CorruptStateError
+from inferd.common.errors import CorruptStateError
 from inferd.store import generation
 from inferd.store.generation import GenerationCounter
 

@@ -8,7 +8,7 @@ import logging
 
 from gunicorn.glogging import Logger as GunicornLogger
 
-from inferd import logs
+from inferd.common import logs
 
 
 def format_record(record: logging.LogRecord) -> dict[str, object]:

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferd import holder as holder_module
-from inferd.errors import NoModelError
-from inferd.holder import ModelHolder
-from inferd.reload import Reloader, open_reloader
-from inferd.settings import Settings
+from inferd.common.errors import NoModelError
+from inferd.common.settings import Settings
+from inferd.reloading.reload import Reloader, open_reloader
+from inferd.serving import holder as holder_module
+from inferd.serving.holder import ModelHolder
 from inferd.store.generation import GenerationCounter
 from tests.fakes import ConstantModel, ManualClock, write_model
 
@@ -218,7 +218,7 @@ def test_counter_ahead_of_the_slots_is_never_lowered(
 def test_watcher_loads_a_new_slot_before_any_request(
     reloader: Reloader, model_path: Path, make_holder: Callable[..., ModelHolder]
 ) -> None:
-    from inferd.watcher import SlotWatcher
+    from inferd.serving.watcher import SlotWatcher
 
     publish(reloader, model_path, 1)
     holder = make_holder()
@@ -244,7 +244,7 @@ def test_watcher_ends_when_its_holder_is_gone(
 ) -> None:
     import gc
 
-    from inferd.watcher import SlotWatcher
+    from inferd.serving.watcher import SlotWatcher
 
     holder = make_holder()
     watcher = SlotWatcher(holder, interval=0.01).start()

@@ -16,10 +16,10 @@ from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
-from inferd.errors import BadRequestError, ModelLoadError
-from inferd.model import Artifact, check_trees, load_estimator
-from inferd.payload import decode
-from inferd.sources import redact_uri
+from inferd.common.errors import BadRequestError, ModelLoadError
+from inferd.model.artifact import Artifact, check_trees, load_estimator
+from inferd.reloading.sources import redact_uri
+from inferd.web.codecs.native import decode
 from tests.fakes import iris_forest
 
 

@@ -1,4 +1,4 @@
-"""inferd.notify against a real datagram socket, as systemd would listen on it."""
+"""inferd.common.notify against a real datagram socket, as systemd would listen on it."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from inferd import notify
+from inferd.common import notify
 
 
 @pytest.fixture(autouse=True)

@@ -10,7 +10,7 @@ from typing import Any
 import orjson
 from jsonschema import Draft202012Validator
 
-from inferd.settings import Settings
+from inferd.common.settings import Settings
 from inferd.web import openapi
 
 

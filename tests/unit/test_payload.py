@@ -17,11 +17,11 @@ import orjson
 import pytest
 from falcon import testing
 
-from inferd import payload
 from inferd.app import create_app
-from inferd.errors import BadRequestError, PayloadTooLargeError
-from inferd.reload import open_reloader
-from inferd.settings import Settings
+from inferd.common.errors import BadRequestError, PayloadTooLargeError
+from inferd.common.settings import Settings
+from inferd.reloading.reload import open_reloader
+from inferd.web.codecs import native as payload
 from tests.fakes import write_model
 
 CORPUS = Path(__file__).parent / "payloads"

@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from inferd.refresh import LeaderLock, RefreshLeader, refresh_mode, refresh_status
-from inferd.reload import open_reloader
-from inferd.settings import Settings
-from inferd.sources.local import content_hash
+from inferd.common.settings import Settings
+from inferd.reloading.refresh import LeaderLock, RefreshLeader, refresh_mode, refresh_status
+from inferd.reloading.reload import open_reloader
+from inferd.reloading.sources.local import content_hash
 from tests.fakes import ConstantModel, write_model
 from tests.integration.servers import clean_env, wait_for
 
@@ -32,7 +32,7 @@ def test_the_lock_passes_to_another_process_when_its_holder_dies(tmp_path: Path)
     path = tmp_path / "refresh.lock"
     holder = subprocess.Popen(
         [sys.executable, "-c", "import sys, time; from pathlib import Path; "
-         "from inferd.refresh import LeaderLock; "
+         "from inferd.reloading.refresh import LeaderLock; "
          f"assert LeaderLock(Path({str(path)!r})).try_acquire(); print('held', flush=True); "
          "time.sleep(60)"],
         stdout=subprocess.PIPE, text=True, env=clean_env())
@@ -74,7 +74,7 @@ def test_polls_follow_the_source_and_keep_a_manual_rollback(
 
     write_model(model_path, ConstantModel(2))
     v2 = content_hash(model_path)[:12]
-    with caplog.at_level(logging.INFO, logger="inferd.refresh"):
+    with caplog.at_level(logging.INFO, logger="inferd.reloading.refresh"):
         assert leader.tick() == INTERVAL
     applied = [r for r in caplog.records if r.getMessage() == "Automatic model reload applied"]
     assert len(applied) == 1

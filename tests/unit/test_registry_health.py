@@ -12,10 +12,11 @@ from pathlib import Path
 import falcon
 from falcon import testing
 
-from inferd.holder import ModelHolder
-from inferd.registry_health import RegistryProbe, check_registry
-from inferd.reload import Reloader, open_reloader
-from inferd.settings import Settings
+from inferd.common.settings import Settings
+from inferd.reloading.registry import check_registry
+from inferd.reloading.reload import Reloader, open_reloader
+from inferd.serving.holder import ModelHolder
+from inferd.serving.registry_probe import RegistryProbe
 from inferd.web.resources import HealthResource
 from tests.fakes import ConstantModel, StalledRegistry, write_model
 from tests.integration.servers import free_port

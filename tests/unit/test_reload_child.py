@@ -1,4 +1,4 @@
-"""Reloads in a child process (`inferd.reload_child`): real child processes, a real
+"""Reloads in a child process (`inferd.reloading.child`): real child processes, a real
 state dir, the real local source; the registry that hangs is a real loopback socket."""
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from inferd.errors import InferdError, NoPreviousSlotError, ReloadProcessError, SourceError
-from inferd.reload_child import ChildReloads
-from inferd.settings import Settings, load_settings
-from inferd.sources.local import content_hash
+from inferd.common.errors import InferdError, NoPreviousSlotError, ReloadProcessError, SourceError
+from inferd.common.settings import Settings, load_settings
+from inferd.reloading.child import ChildReloads
+from inferd.reloading.sources.local import content_hash
 from tests.fakes import StalledRegistry, write_model
 from tests.integration.servers import clean_env
 
@@ -93,8 +93,8 @@ def test_a_worker_reloads_without_importing_mlflow(child_env: Env, model_path: P
     registry.touch()
     script = (
         "import sys, dataclasses; from falcon import testing; from inferd.app import create_app; "
-        "from inferd.registry_health import check_registry; "
-        "from inferd.settings import load_settings; s = load_settings(); "
+        "from inferd.reloading.registry import check_registry; "
+        "from inferd.common.settings import load_settings; s = load_settings(); "
         "c = testing.TestClient(create_app(s)); "
         "r = c.simulate_post('/admin/reload'); assert r.status_code == 200, r.text; "
         "p = c.simulate_post('/predict/', json={'features': [[1, 2, 3, 4]]}); "

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from inferd.errors import ConfigError
-from inferd.settings import SETTINGS, Settings, load_settings, settings_table
+from inferd.common.errors import ConfigError
+from inferd.common.settings import SETTINGS, Settings, load_settings, settings_table
 
 
 def test_defaults_match_the_design_table(tmp_path: Path) -> None:

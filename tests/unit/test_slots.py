@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from inferd.errors import NoModelError, StoreError
-from inferd.holder import ModelHolder
-from inferd.reload import STEPS, open_reloader
-from inferd.settings import Settings
+from inferd.common.errors import NoModelError, StoreError
+from inferd.common.settings import Settings
+from inferd.reloading.reload import STEPS, open_reloader
+from inferd.serving.holder import ModelHolder
 from inferd.store.generation import GenerationCounter
 from inferd.store.layout import CURRENT_TMP_PREFIX, STAGING_PREFIX, StateLayout
 from inferd.store.slots import SlotStore, verify_files

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from inferd import cli, smoke
+from inferd.commands import cli, smoke
 
 HEALTH: dict[str, Any] = {}
 

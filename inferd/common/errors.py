@@ -1,0 +1,69 @@
+"""The one exception tree of inferd. Domain errors know nothing of HTTP.
+
+    InferdError
+    ├── ConfigError            a setting has a bad value (start-up stops)
+    ├── StoreError             the state directory cannot be used
+    │   └── CorruptStateError  a file in it is not what inferd wrote
+    ├── SourceError            the model source could not resolve or fetch a model
+    ├── ModelLoadError         a slot's model could not be loaded or failed its smoke test
+    ├── NoModelError           no model is published yet
+    ├── BadRequestError        a prediction request is malformed (has `.status_hint`)
+    │   └── PayloadTooLargeError
+    ├── ReloadBusyError        another reload holds the lock for too long
+    ├── ReloadProcessError     the reload's child process overran its time or died
+    └── NoPreviousSlotError    rollback has nothing to go back to
+
+The HTTP status of each lives in one table, `inferd.web.errors`; the CLI's exit
+codes live in `inferd.commands.cli`.
+"""
+
+from __future__ import annotations
+
+
+class InferdError(Exception):
+    """Base of every error inferd raises on purpose."""
+
+
+class ConfigError(InferdError):
+    """A setting has a value inferd cannot use; the message names variable and value."""
+
+
+class StoreError(InferdError):
+    """The state directory or a file in it cannot be used."""
+
+
+class CorruptStateError(StoreError):
+    """A file in the state directory is not in the format inferd writes."""
+
+
+class SourceError(InferdError):
+    """The configured model source could not resolve or fetch a model."""
+
+
+class ModelLoadError(InferdError):
+    """A slot's model could not be loaded, or its smoke prediction failed."""
+
+
+class NoModelError(InferdError):
+    """No slot has been published yet, so there is nothing to predict with."""
+
+
+class BadRequestError(InferdError):
+    """A prediction request cannot be understood; the message says what was wrong."""
+
+
+class PayloadTooLargeError(BadRequestError):
+    """The request body is larger than INFERD_MAX_BODY_BYTES."""
+
+
+class ReloadBusyError(InferdError):
+    """Another reload kept the reload lock longer than this one was willing to wait."""
+
+
+class ReloadProcessError(InferdError):
+    """The child process running a reload did not answer within INFERD_RELOAD_TIMEOUT
+    (it was killed) or exited without an answer."""
+
+
+class NoPreviousSlotError(InferdError):
+    """Rollback was asked for but no earlier slot with a different model is kept."""

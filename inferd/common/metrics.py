@@ -1,0 +1,95 @@
+"""Prometheus metrics, summed over all gunicorn workers (multiprocess mode).
+
+The master points PROMETHEUS_MULTIPROC_DIR at `<state>/metrics` and empties it at
+start (`inferd.server.lifecycle`); each worker writes its own files there, and a scrape of
+any worker reads them all. The only module that imports prometheus_client.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from typing import Any
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+
+REQUESTS = Counter(
+    "ml_request_count", "HTTP requests by method, route template and status",
+    ["method", "path", "status"],
+)
+# From 0.1 ms (one-row predictions on a compiled slot) to a minute (a reload that
+# downloads a large model).
+LATENCY = Histogram(
+    "ml_request_latency_seconds", "Request latency by route template", ["path"],
+    buckets=(0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+             0.25, 0.5, 1, 2.5, 5, 10, 30, 60),
+)
+# "live" gauge modes drop a worker's value once the master marks it dead, so a
+# replaced worker cannot keep reporting an old model.
+ACCURACY = Gauge(
+    "ml_model_accuracy", "accuracy metric logged with the serving model's MLflow run",
+    multiprocess_mode="livemostrecent",
+)
+GENERATION = Gauge(
+    "inferd_generation", "newest slot generation served by any live worker",
+    multiprocess_mode="livemax",
+)
+OLDEST_GENERATION = Gauge(
+    "inferd_generation_oldest", "oldest slot generation still served by a live worker "
+    "(equal to inferd_generation once every worker has switched)",
+    multiprocess_mode="livemin",
+)
+RELOADS = Counter(
+    "inferd_reloads", "reload and rollback attempts by action and result "
+    "(reloaded, noop, failed, forbidden)", ["action", "result"],
+)
+MODEL_LOAD_SECONDS = Histogram(
+    "inferd_model_load_seconds", "Time a worker took to load a slot",
+    buckets=(0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+PREDICTED_ROWS = Counter("inferd_predicted_rows", "rows predicted")
+
+
+def slot_loaded(generation: int, run_metrics: dict[str, float], seconds: float) -> None:
+    """A worker switched to a slot: its gauges follow at once, not at the next /health/."""
+    GENERATION.set(generation)
+    OLDEST_GENERATION.set(generation)
+    accuracy = run_metrics.get("accuracy")
+    # NaN rather than the previous model's figure when the new run logged none.
+    ACCURACY.set(accuracy if isinstance(accuracy, int | float) else math.nan)
+    MODEL_LOAD_SECONDS.observe(seconds)
+
+
+@functools.lru_cache(maxsize=1024)
+def _request_children(method: str, route: str, status: str) -> tuple[Any, Any]:
+    return REQUESTS.labels(method, route, status), LATENCY.labels(route)
+
+
+def observe_request(method: str, route: str, status: str, seconds: float) -> None:
+    """Count one answered request and its latency. PERF: the labelled children are
+    cached (routes are templates and statuses few, so the set is small); `.labels()`
+    on every request cost about half of the metrics' time on the request path."""
+    count, latency = _request_children(method, route, status)
+    count.inc()
+    latency.observe(seconds)
+
+
+def exposition() -> tuple[bytes, str]:
+    """The text a scrape returns: every worker's samples when in multiprocess mode."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        from prometheus_client import multiprocess
+
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    from prometheus_client import REGISTRY
+
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

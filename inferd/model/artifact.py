@@ -1,0 +1,223 @@
+"""Load the model of a slot and predict with it.
+
+A slot's `model/` directory holds either an MLflow model directory (an `MLmodel`
+file naming the sklearn flavor's file and serialization format) or one model
+file. What inferd trusts, deliberately:
+
+- **skops** files load with an explicit allow-list (`SKOPS_TRUSTED_TYPES`) of the
+  types skops itself does not trust by default: the few internal classes that
+  scikit-learn's own models contain. The model's own `skops_trusted_types` in its
+  MLmodel file is ignored, since a crafted model could list anything there.
+  scikit-learn indexes tree nodes without bounds checks, so every loaded tree's
+  children, features and value rows are checked first (`check_trees`): a hostile
+  file is refused instead of reading out of bounds.
+- **pickle / joblib / cloudpickle** can run arbitrary code when loaded. inferd loads
+  them only from the operator's configured source (no request can name a path or
+  URI), and refuses them entirely when INFERD_ALLOW_PICKLE=false.
+- A scikit-learn `InconsistentVersionWarning` at load (the model was pickled by
+  another scikit-learn version) is a load failure, not a warning.
+
+scikit-learn, joblib and skops are imported lazily, when a slot is loaded. A slot
+written with a compiled form (`inferd.model.compiled`, manifest `"form": "compiled"`) is
+served from its memory-mapped arrays instead, and its worker never imports them.
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inferd.common.errors import ModelLoadError
+
+# skops trusts scikit-learn's estimators and NumPy's arrays by itself; these are the
+# types it asks about when a scikit-learn model is saved (found by saving every model
+# family inferd compiles or serves: trees, forests, gradient boosting, linear models,
+# SVMs, neighbours, scaler pipelines). Classes only, never a function, which skops could
+# call at predict time. A type outside the list is refused, naming it; save such a model
+# with joblib (and keep INFERD_ALLOW_PICKLE=true) if you trust its source.
+SKOPS_TRUSTED_TYPES = frozenset({
+    "numpy.dtype",
+    "sklearn.tree._tree.Tree",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn.neighbors._kd_tree.KDTree",
+    "sklearn.neighbors._ball_tree.BallTree",
+    "sklearn.metrics._dist_metrics.EuclideanDistance64",
+    "sklearn.metrics._dist_metrics.ManhattanDistance64",
+    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
+    "sklearn.metrics._dist_metrics.ChebyshevDistance64",
+})
+PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle"}
+_SUFFIX_FORMATS = {
+    ".skops": "skops",
+    ".joblib": "joblib",
+    ".pkl": "joblib",  # joblib.load reads plain pickles too
+    ".pickle": "joblib",
+}
+
+
+@dataclass(frozen=True)
+class Artifact:
+    path: Path
+    format: str
+    input_example: list[list[float]] | None = None
+
+
+def locate_artifact(model_dir: Path) -> Artifact:
+    """Find the model file in a slot's `model/` directory and how it is serialized."""
+    mlmodel = model_dir / "MLmodel"
+    if mlmodel.is_file():
+        import yaml
+
+        try:
+            conf = yaml.safe_load(mlmodel.read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise ModelLoadError(f"cannot read {mlmodel}: {exc}") from exc
+        if not isinstance(conf, dict) or not isinstance(conf.get("flavors") or {}, dict):
+            raise ModelLoadError(f"{mlmodel} is not an MLflow model description")
+        flavor = (conf.get("flavors") or {}).get("sklearn")
+        if not flavor:
+            flavors = ", ".join(sorted(conf.get("flavors") or {})) or "none"
+            raise ModelLoadError(
+                f"the MLflow model has no sklearn flavor (flavors: {flavors}); inferd serves "
+                "scikit-learn models"
+            )
+        fmt = flavor.get("serialization_format", "cloudpickle")
+        path = model_dir / flavor.get("pickled_model", "model.pkl")
+        return Artifact(path, fmt, _input_example(model_dir))
+    files = [p for p in model_dir.iterdir() if p.suffix in _SUFFIX_FORMATS]
+    if len(files) != 1:
+        raise ModelLoadError(
+            f"expected one model file (*.skops, *.joblib, *.pkl) in {model_dir}, "
+            f"found {len(files)}"
+        )
+    return Artifact(files[0], _SUFFIX_FORMATS[files[0].suffix])
+
+
+def _input_example(model_dir: Path) -> list[list[float]] | None:
+    """The MLflow input example as rows of numbers, when it is one."""
+    path = model_dir / "input_example.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    if isinstance(data, dict):
+        data = data.get("inputs", data.get("data"))
+    try:
+        rows = np.asarray(data, dtype=np.float64)
+    except (TypeError, ValueError):
+        return None
+    return rows.tolist() if rows.ndim == 2 and rows.size else None
+
+
+def load_estimator(artifact: Artifact, allow_pickle: bool) -> Any:
+    """Deserialize the estimator; raise ModelLoadError saying why it cannot be."""
+    if artifact.format in PICKLE_FORMATS and not allow_pickle:
+        raise ModelLoadError(
+            f"{artifact.path.name} is a {artifact.format} file and INFERD_ALLOW_PICKLE=false; "
+            "save the model in skops format or allow pickle for this trusted source"
+        )
+    if not artifact.path.is_file():
+        raise ModelLoadError(f"model file {artifact.path.name} is missing from the slot")
+    from sklearn.exceptions import InconsistentVersionWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", InconsistentVersionWarning)
+        try:
+            return _deserialize(artifact)
+        except InconsistentVersionWarning as exc:
+            raise ModelLoadError(
+                f"scikit-learn version mismatch: the model was saved with "
+                f"{exc.original_sklearn_version}, this server runs {exc.current_sklearn_version}; "
+                "retrain or pin the same version"
+            ) from exc
+        except ModelLoadError:
+            raise
+        except Exception as exc:
+            raise ModelLoadError(
+                f"cannot load {artifact.path.name} ({artifact.format}): {exc}"
+            ) from exc
+
+
+def _deserialize(artifact: Artifact) -> Any:
+    if artifact.format == "skops":
+        import skops.io
+
+        untrusted = skops.io.get_untrusted_types(file=artifact.path)
+        refused = [t for t in untrusted if t not in SKOPS_TRUSTED_TYPES]
+        if refused:
+            raise ModelLoadError(
+                f"{artifact.path.name} contains types inferd does not trust: "
+                f"{', '.join(refused[:5])}"
+            )
+        return skops.io.load(artifact.path, trusted=untrusted)
+    if artifact.format == "cloudpickle":
+        import cloudpickle
+
+        with open(artifact.path, "rb") as fh:
+            return cloudpickle.load(fh)
+    if artifact.format == "pickle":
+        with open(artifact.path, "rb") as fh:
+            return pickle.load(fh)
+    if artifact.format == "joblib":
+        import joblib
+
+        return joblib.load(artifact.path)
+    raise ModelLoadError(f"unknown serialization format {artifact.format!r}")
+
+
+def load_model_dir(model_dir: Path, allow_pickle: bool) -> tuple[Artifact, Any]:
+    """Locate, deserialize and tree-check the model in a slot's `model/` directory:
+    the one set of rules for the reloading process and for every worker."""
+    artifact = locate_artifact(model_dir)
+    estimator = load_estimator(artifact, allow_pickle)
+    check_trees(estimator)
+    return artifact, estimator
+
+
+def _sub_estimators(estimator: Any) -> list[Any]:
+    found = [estimator]
+    for step in getattr(estimator, "steps", None) or []:
+        found.extend(_sub_estimators(step[1]))
+    subs = getattr(estimator, "estimators_", None)
+    # An ndarray (gradient boosting's (n, k) grid of trees) has no truth value.
+    for sub in subs if subs is not None else []:
+        found.extend(_sub_estimators(sub) if not isinstance(sub, np.ndarray) else
+                     [e for row in sub for e in _sub_estimators(row)])
+    return found
+
+
+def check_trees(estimator: Any) -> None:
+    """Refuse a model whose tree node arrays point outside themselves."""
+    for part in _sub_estimators(estimator):
+        tree = getattr(part, "tree_", None)
+        if tree is None or not hasattr(tree, "children_left"):
+            continue
+        nodes = int(tree.node_count)
+        n_features = int(getattr(part, "n_features_in_", tree.n_features))
+        left, right, feature = tree.children_left, tree.children_right, tree.feature
+        leaf = left == -1
+        ok = (
+            len(left) == len(right) == len(feature) == nodes
+            and tree.value.shape[0] == nodes
+            and bool(((left >= -1) & (left < nodes)).all())
+            and bool(((right >= -1) & (right < nodes)).all())
+            # scikit-learn stores nodes in pre-order: a child always comes after its
+            # parent, which rules out cycles (a predict that never returns).
+            and bool((left[~leaf] > np.flatnonzero(~leaf)).all())
+            and bool((right[~leaf] > np.flatnonzero(~leaf)).all())
+            and bool((leaf == (right == -1)).all())
+            and bool(((feature[~leaf] >= 0) & (feature[~leaf] < n_features)).all())
+        )
+        if not ok:
+            raise ModelLoadError(
+                f"{type(part).__name__} has tree nodes that point outside the tree "
+                "(corrupt or hostile model file); refusing to load it"
+            )

@@ -1,0 +1,98 @@
+"""A slot's model loaded in this worker: the compiled form when the slot has one, else
+the estimator (`inferd.model.artifact`). `load_slot` verifies the slot's files first.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from inferd.common.errors import BadRequestError
+from inferd.model.artifact import load_model_dir
+from inferd.store.slots import verify_files
+
+
+@dataclass
+class LoadedModel:
+    """A slot's model, loaded in this process. Immutable once built; swapped whole."""
+
+    generation: int
+    manifest: dict[str, Any]
+    estimator: Any  # a scikit-learn estimator, or a CompiledModel (form "compiled")
+    n_features: int | None
+    form: str = "fallback"
+    loaded_at: float = field(default_factory=time.time)
+
+    @property
+    def version(self) -> str:
+        return str(self.manifest.get("version"))
+
+    def predict(self, rows: np.ndarray) -> list[Any]:
+        if self.n_features is not None and rows.shape[1] != self.n_features:
+            raise BadRequestError(
+                f"each row must have {self.n_features} features, got {rows.shape[1]}"
+            )
+        try:
+            out = self.estimator.predict(rows)
+        except ValueError as exc:
+            # scikit-learn validates its input with ValueError, e.g. a finite float64 that
+            # overflows the float32 trees compute in: the client's input, not a 500.
+            raise BadRequestError(f"the model rejected the input: {exc}") from exc
+        return np.asarray(out).tolist()
+
+    def describe(self) -> dict[str, Any]:
+        m = self.manifest
+        return {
+            "name": m.get("name"),
+            "version": self.version,
+            "stage": m.get("stage"),
+            "alias": m.get("alias"),
+            "source": m.get("descriptor", {}).get("source"),
+            "uri": m.get("uri"),
+            "run_id": m.get("descriptor", {}).get("run_id"),
+            "generation": self.generation,
+            "format": m.get("artifact", {}).get("format"),
+            "form": self.form,
+            "estimator": m.get("estimator") or type(self.estimator).__name__,
+            "n_features": self.n_features,
+            "published_at": m.get("published_at"),
+            "loaded_at": self.loaded_at,
+        }
+
+
+def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool,
+              sklearn_large_batches: bool = True) -> LoadedModel:
+    """Verify a published slot's files against its manifest, then load its model:
+    the compiled form when the slot has one, else the estimator."""
+    # Every file, including a model file the compiled form does not read: a damaged slot
+    # is refused whole, and large batches may load that file later (inferd.model.batch).
+    verify_files(slot_dir, manifest)
+    if manifest.get("form") == "compiled":
+        from inferd.model.batch import BatchRouter
+        from inferd.model.compiled.compile import load_compiled
+
+        compiled = load_compiled(slot_dir)
+        return LoadedModel(
+            generation=int(manifest["generation"]),
+            manifest=manifest,
+            estimator=BatchRouter(compiled, slot_dir / "model", allow_pickle,
+                                  enabled=sklearn_large_batches),
+            n_features=compiled.n_features,
+            form="compiled",
+        )
+    _, estimator = load_model_dir(slot_dir / "model", allow_pickle)
+    return LoadedModel(
+        generation=int(manifest["generation"]),
+        manifest=manifest,
+        estimator=estimator,
+        n_features=_n_features(estimator),
+    )
+
+
+def _n_features(estimator: Any) -> int | None:
+    n = getattr(estimator, "n_features_in_", None)
+    return int(n) if n is not None else None

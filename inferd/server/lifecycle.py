@@ -1,0 +1,115 @@
+"""Bodies of the gunicorn server hooks. They take gunicorn's objects as arguments;
+nothing in inferd imports gunicorn.
+
+`on_starting` runs once in the master, before any worker is forked: it checks the
+state directory, repairs it after a crash, empties the metrics directory, and
+publishes a first slot when none exists. It must leave the master light (no
+mlflow or scikit-learn import), since every worker is forked from it: the first
+fetch therefore runs in a child process (`inferd.reloading.child`), bounded by
+INFERD_RELOAD_TIMEOUT. When a slot exists, start never waits on the registry.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import logging
+import os
+import shutil
+from typing import Any
+
+from inferd.common.errors import InferdError
+from inferd.common.settings import Settings
+from inferd.reloading import refresh
+
+log = logging.getLogger("inferd.server.lifecycle")
+
+
+def prepare_metrics_dir(settings: Settings) -> None:
+    """Point prometheus multiprocess mode at an empty directory (inherited by workers)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(settings.state_dir / "metrics")
+    shutil.rmtree(directory, ignore_errors=True)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+
+
+def forget_live_gauges(pid: int) -> None:
+    """What prometheus_client's `multiprocess.mark_process_dead` does: delete a
+    process's files of "live" gauges, so they stop counting (a dead worker's, and the
+    master's own, which it gets by importing the serving modules before the fork)."""
+    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    if directory:
+        for path in glob.glob(os.path.join(directory, f"gauge_live*_{pid}.db")):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(path)
+
+
+def warn_open_admin(settings: Settings) -> None:
+    """No admin token: a warning on loopback, and the loudest line inferd writes when
+    other hosts can reach the endpoints that replace the model."""
+    if settings.bind_is_loopback:
+        log.warning(
+            "ADMIN_API_TOKEN is not set: /admin/reload and /admin/rollback are open to "
+            "anyone on this host (%s)", settings.bind,
+            extra={"event": "admin_auth_disabled", "bind": settings.bind, "exposed": False},
+        )
+        return
+    log.critical(
+        "ADMIN_API_TOKEN is not set and inferd listens on %s, which is not loopback: ANYONE "
+        "WHO CAN REACH IT CAN REPLACE OR ROLL BACK THE SERVED MODEL. Set ADMIN_API_TOKEN "
+        "(or ADMIN_API_TOKEN_FILE) or bind to 127.0.0.1", settings.bind,
+        extra={"event": "admin_auth_disabled", "bind": settings.bind, "exposed": True},
+    )
+
+
+def on_starting(server: Any, settings: Settings) -> None:
+    from inferd.reloading.reload import open_reloader
+
+    if settings.admin_token is None:
+        warn_open_admin(settings)
+    refresh.log_mode_at_start(settings)
+    try:
+        reloader = open_reloader(settings)
+        reloader.reconcile()
+        has_slot = reloader.store.current_generation() is not None
+        prepare_metrics_dir(settings)
+    except (InferdError, OSError) as exc:
+        # One line that says what is wrong, then exit 2 (bad configuration), no traceback.
+        log.critical("State directory unusable: %s", exc, extra={"event": "startup_failed"})
+        raise SystemExit(2) from None
+    if has_slot:
+        log.info("Serving the published slot", extra={
+            "event": "startup", "generation": reloader.store.current_generation()})
+        return
+    bootstrap_first_slot(settings)
+
+
+def bootstrap_first_slot(settings: Settings) -> None:
+    """Fetch and publish the first model in a child process; failure is not fatal:
+    the workers start not-ready and their refresh leader keeps retrying."""
+    from inferd.reloading.child import ChildReloads
+
+    log.info("No slot published yet; fetching the first model",
+             extra={"event": "bootstrap", "source": settings.model_source})
+    try:
+        result = ChildReloads(settings).run()
+    except InferdError as exc:
+        log.error("First model fetch failed; serving not-ready, retrying in the background",
+                  extra={"event": "bootstrap", "result": "failed", "error": str(exc)})
+        return
+    log.info("First model published", extra={"event": "bootstrap", "result": result.status,
+                                              "version": result.version})
+
+
+def child_exit(server: Any, worker: Any, settings: Settings) -> None:
+    """In the master, when a worker exits: drop its metrics, and repair the store in
+    case it died inside a reload (between the flip and the bump, say), so the other
+    workers move to the same slot now rather than at the next reload."""
+    from inferd.reloading.reload import open_reloader
+
+    forget_live_gauges(worker.pid)
+    try:
+        open_reloader(settings).try_reconcile()
+    except InferdError as exc:
+        log.error("Could not check the slot store after a worker exit: %s", exc,
+                  extra={"event": "reconcile", "result": "failed"})
