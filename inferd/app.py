@@ -1,93 +1,52 @@
-"""Composition root of a worker: `create_app(settings)` wires store, holder, reloader
-and resources into a Falcon WSGI app. `app` is what gunicorn imports
-(`inferd.app:app`), once per worker, after the fork.
+"""Composition root of a worker: `app` is what gunicorn imports (`inferd.app:app`),
+once per worker, after the fork.
 
-In a worker (no reloader passed in) each reload runs in a child process
-(`inferd.reloading.child`), and two daemon threads start: the registry probe behind
-/health/ and the worker's candidacy for refresh leader (`inferd.reloading.refresh`). A test
-that passes its own `Reloader` gets reloads in its own process and no threads."""
+`create_app(service)` wires the use cases of a `WorkerService` into Falcon routes and
+nothing else: it starts no thread and reads no environment. Building the service and
+starting its threads is the caller's choice: `app` (below) opens the service from the
+environment and starts it; tests open one with their own reload runner and leave it
+unstarted.
+"""
 
 from __future__ import annotations
 
-import logging
-
 import falcon
 
-from inferd.common import logs, notify
+from inferd.common import logs
 from inferd.common.errors import InferdError
-from inferd.common.settings import Settings, load_settings
-from inferd.model.loaded import LoadedModel
-from inferd.reloading.child import ChildReloads
-from inferd.reloading.refresh import RefreshLeader
-from inferd.reloading.reload import Reloader, ReloadRunner, open_reloader
-from inferd.serving.holder import ModelHolder
-from inferd.serving.registry_probe import RegistryProbe
-from inferd.serving.watcher import SlotWatcher
+from inferd.common.settings import load_settings
+from inferd.serving.service import WorkerService
+from inferd.usecases.admin import Admin
+from inferd.usecases.health import HealthCheck
+from inferd.usecases.predict import Predict
 from inferd.web import docs, errors, resources
 from inferd.web.middleware import RequestContext
 
-log = logging.getLogger("inferd.app")
 
-
-def create_app(settings: Settings, reloader: Reloader | None = None,
-               watch: bool = True) -> falcon.App:
-    """watch=False: no slot watcher thread, so slots load only on the request path
-    (tests of that path use it)."""
-    holder: ModelHolder | None = None
-    in_worker = reloader is None
-    try:
-        reloader = reloader or open_reloader(settings)
-        reloader.try_reconcile()  # a worker that died mid-reload may have left a flip unbumped
-        holder = ModelHolder(reloader.store, reloader.counter, settings.allow_pickle,
-                             on_loaded=_announce,
-                             sklearn_large_batches=settings.sklearn_large_batches)
-        if watch:
-            SlotWatcher(holder).start()  # loads each new slot before a request needs it
-        holder.current()  # warm: load the serving slot before the first request
-    except InferdError as exc:
-        log.error("Model manager not ready at worker start", extra={"error": str(exc)})
-        if holder is None:
-            reloader = None
-
-    runner: ReloadRunner | None = None
-    probe = RegistryProbe(settings)
-    if in_worker:
-        probe.start()
-    if reloader is not None:
-        runner = ChildReloads(settings) if in_worker else reloader
-        if in_worker:
-            RefreshLeader(settings, runner, reloader.store).start()
-
+def create_app(service: WorkerService) -> falcon.App:
+    settings = service.settings
     app = falcon.App(middleware=[RequestContext()])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, errors.handle_unexpected)
     app.add_error_handler(InferdError, errors.handle_inferd_error)
     app.set_error_serializer(errors.serialize_http_error)
 
-    app.add_route("/predict", resources.PredictResource(holder, settings) if holder
-                  else _Unavailable())
-    app.add_route("/health", resources.HealthResource(holder, settings, probe))
-    app.add_route("/admin/reload", resources.ReloadResource(runner, settings))
-    app.add_route("/admin/rollback", resources.RollbackResource(runner, settings))
+    admin = Admin(service.runner, settings)
+    app.add_route("/predict", resources.PredictResource(
+        Predict(service.holder), settings.max_body_bytes, settings.max_rows))
+    app.add_route("/health", resources.HealthResource(HealthCheck(service)))
+    app.add_route("/admin/reload", resources.ReloadResource(admin, settings.admin_token_header))
+    app.add_route("/admin/rollback",
+                  resources.RollbackResource(admin, settings.admin_token_header))
     app.add_route("/metrics", resources.MetricsResource())
     docs.add_routes(app, settings)
     return app
 
 
-def _announce(model: LoadedModel) -> None:
-    notify.serving(model.version, model.generation)
-
-
-class _Unavailable:
-    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.status = falcon.HTTP_503
-        resp.media = {"detail": "Model manager unavailable"}
-
-
 def _app_from_environment() -> falcon.App:
     settings = load_settings()
     logs.configure(settings.log_level)
-    return create_app(settings)
+    return create_app(WorkerService.open(settings).start())
 
 
 def __getattr__(name: str) -> falcon.App:

@@ -7,10 +7,13 @@
     ├── SourceError            the model source could not resolve or fetch a model
     ├── ModelLoadError         a slot's model could not be loaded or failed its smoke test
     ├── NoModelError           no model is published yet
-    ├── BadRequestError        a prediction request is malformed (has `.status_hint`)
+    ├── ServiceUnavailableError  this worker could not open the state directory
+    ├── ForbiddenError         an admin request without the admin token
+    ├── BadRequestError        a prediction request is malformed
     │   └── PayloadTooLargeError
     ├── ReloadBusyError        another reload holds the lock for too long
     ├── ReloadProcessError     the reload's child process overran its time or died
+    ├── ReloadFailedError      an admin reload or rollback failed (wraps the cause)
     └── NoPreviousSlotError    rollback has nothing to go back to
 
 The HTTP status of each lives in one table, `inferd.web.errors`; the CLI's exit
@@ -67,3 +70,17 @@ class ReloadProcessError(InferdError):
 
 class NoPreviousSlotError(InferdError):
     """Rollback was asked for but no earlier slot with a different model is kept."""
+
+
+class ServiceUnavailableError(InferdError):
+    """This worker could not open the state directory at start, so it has no model
+    manager: it can neither predict nor reload (see the worker's log for why)."""
+
+
+class ForbiddenError(InferdError):
+    """An admin request came without the admin token, or with a wrong one."""
+
+
+class ReloadFailedError(InferdError):
+    """An admin reload or rollback failed; the message says why, the old model serves.
+    Raised by the admin use case around the cause (`raise ... from cause`)."""

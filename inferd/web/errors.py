@@ -1,7 +1,8 @@
 """The one map from inferd's errors to HTTP statuses, and the JSON error body.
 
 Every error answer is `{"detail": "..."}`. Unknown exceptions answer 500 with a
-generic detail and are logged with their traceback; clients never see one.
+generic detail and are logged with their traceback; clients never see one. The
+only status set outside the error table is `/health/`'s, by readiness (below).
 """
 
 from __future__ import annotations
@@ -13,11 +14,14 @@ import falcon
 
 from inferd.common.errors import (
     BadRequestError,
+    ForbiddenError,
     InferdError,
     NoModelError,
     NoPreviousSlotError,
     PayloadTooLargeError,
     ReloadBusyError,
+    ReloadFailedError,
+    ServiceUnavailableError,
 )
 
 log = logging.getLogger("inferd.web")
@@ -26,10 +30,16 @@ log = logging.getLogger("inferd.web")
 STATUS: tuple[tuple[type[InferdError], str], ...] = (
     (PayloadTooLargeError, falcon.HTTP_413),
     (BadRequestError, falcon.HTTP_400),
+    (ForbiddenError, falcon.HTTP_403),
     (NoModelError, falcon.HTTP_503),
+    (ServiceUnavailableError, falcon.HTTP_503),
     (NoPreviousSlotError, falcon.HTTP_409),
     (ReloadBusyError, falcon.HTTP_503),
+    (ReloadFailedError, falcon.HTTP_500),
 )
+
+# `/health/` answers its report either way; a load balancer reads readiness from this.
+HEALTH_STATUS = {True: falcon.HTTP_200, False: falcon.HTTP_503}
 
 
 def status_for(exc: InferdError) -> str:

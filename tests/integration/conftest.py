@@ -8,7 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.servers import LIVE, OFFLINE_ENV, MlflowServer, start_mlflow, stop_mlflow
+from tests.integration.servers import LIVE, MlflowServer, start_mlflow, stop_mlflow
+from tests.support import OFFLINE_ENV
 
 
 @pytest.hookimpl(hookwrapper=True)

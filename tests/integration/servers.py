@@ -20,12 +20,10 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -33,35 +31,16 @@ from typing import Any
 import pytest
 import requests
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support import ROOT, clean_env, free_port, wait_for
+
 READY_TIMEOUT = 90.0  # a bootstrap fetch plus two workers importing sklearn, on 2 slow cores
 STOP_TIMEOUT = 30.0  # gunicorn's graceful_timeout; a clean stop takes about a second
 HTTP_TIMEOUT = 30.0
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 
-# Settings a developer's shell may carry, which must not leak into the servers under test.
-_SCRUBBED_PREFIXES = ("INFERD_", "MODEL_", "MLFLOW_", "ADMIN_", "PROMETHEUS_", "GUNICORN_")
-# No telemetry: these tests must not need the network.
-OFFLINE_ENV = {"MLFLOW_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "true"}
 
 
 # -- processes ------------------------------------------------------------------------------
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def clean_env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(_SCRUBBED_PREFIXES)}
-    env.update(OFFLINE_ENV)
-    # Workers unpickle models defined in tests/fakes.py.
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(ROOT), env.get("PYTHONPATH")) if p)
-    env["PYTHONUNBUFFERED"] = "1"
-    env.update(extra)
-    return env
 
 
 def group_members(pgid: int) -> list[int]:
@@ -158,25 +137,6 @@ def spawn(name: str, cmd: list[str], env: dict[str, str], log_path: Path) -> Pro
     process = Process(name, proc, log_path)
     LIVE.append(process)
     return process
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str,
-             process: Process | None = None, interval: float = 0.1) -> Any:
-    """Poll until `predicate()` is truthy and return its value; fail after `timeout`
-    (with `process`'s log), or at once if `process` exits."""
-    deadline = time.monotonic() + timeout
-    while True:
-        if process is not None and not process.running():
-            process.fail(f"exited with code {process.proc.returncode} while waiting for {what}")
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            message = f"timed out after {timeout:.0f}s waiting for {what}"
-            if process is not None:
-                process.fail(message)
-            pytest.fail(message)
-        time.sleep(interval)
 
 
 def _get_ok(url: str) -> requests.Response | None:

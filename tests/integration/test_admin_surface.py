@@ -15,14 +15,8 @@ import pytest
 import requests
 
 from tests.fakes import iris_forest, write_model
-from tests.integration.servers import (
-    HTTP_TIMEOUT,
-    InferdServer,
-    clean_env,
-    free_port,
-    start_local,
-    stop_inferd,
-)
+from tests.integration.servers import HTTP_TIMEOUT, InferdServer, start_local, stop_inferd
+from tests.support import clean_env, free_port
 
 pytestmark = pytest.mark.integration
 

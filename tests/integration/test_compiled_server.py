@@ -11,7 +11,8 @@ import pytest
 from sklearn.ensemble import GradientBoostingClassifier
 
 from tests.fakes import iris_forest, write_model
-from tests.integration.servers import IRIS_ROWS, start_inferd, stop_inferd, wait_for
+from tests.integration.servers import IRIS_ROWS, start_inferd, stop_inferd
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -20,13 +20,8 @@ import pytest
 from inferd.common.settings import Settings
 from inferd.reloading.reload import open_reloader
 from tests.fakes import iris_forest, write_model
-from tests.integration.servers import (
-    InferdServer,
-    clean_env,
-    start_local,
-    stop_inferd,
-    wait_for,
-)
+from tests.integration.servers import InferdServer, start_local, stop_inferd
+from tests.support import clean_env, wait_for
 
 pytestmark = pytest.mark.integration
 

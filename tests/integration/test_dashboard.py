@@ -22,13 +22,11 @@ from tests.integration.servers import (
     InferdServer,
     MlflowServer,
     Process,
-    clean_env,
-    free_port,
     spawn,
     start_inferd,
     stop_inferd,
-    wait_for,
 )
+from tests.support import clean_env, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -17,13 +17,8 @@ import pytest
 
 from inferd.reloading.reload import FAULT_INJECTION_ENV, STEPS
 from tests.fakes import ConstantModel, write_model
-from tests.integration.servers import (
-    InferdServer,
-    LoadGenerator,
-    start_local,
-    stop_inferd,
-    wait_for,
-)
+from tests.integration.servers import InferdServer, LoadGenerator, start_local, stop_inferd
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -14,14 +14,8 @@ from collections.abc import Iterator
 import pytest
 
 from tests.fakes import ConstantModel, ExplodingModel, write_model
-from tests.integration.servers import (
-    ROOT,
-    InferdServer,
-    clean_env,
-    free_port,
-    start_inferd,
-    stop_inferd,
-)
+from tests.integration.servers import InferdServer, start_inferd, stop_inferd
+from tests.support import ROOT, clean_env, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -16,13 +16,8 @@ import numpy as np
 import pytest
 
 from tests.fakes import iris_forest, write_model
-from tests.integration.servers import (
-    InferdServer,
-    clean_env,
-    free_port,
-    start_inferd,
-    stop_inferd,
-)
+from tests.integration.servers import InferdServer, start_inferd, stop_inferd
+from tests.support import clean_env, free_port
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -27,12 +27,10 @@ from tests.integration.servers import (
     IRIS_ROWS,
     InferdServer,
     LoadGenerator,
-    clean_env,
-    free_port,
     start_local,
     stop_inferd,
-    wait_for,
 )
+from tests.support import clean_env, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -14,13 +14,8 @@ from typing import Any
 import pytest
 
 from inferd.common.settings import Settings
-from tests.integration.servers import (
-    InferdServer,
-    MlflowServer,
-    start_inferd,
-    stop_inferd,
-    wait_for,
-)
+from tests.integration.servers import InferdServer, MlflowServer, start_inferd, stop_inferd
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

@@ -29,8 +29,8 @@ from tests.integration.servers import (
     InferdServer,
     start_local,
     stop_inferd,
-    wait_for,
 )
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -290,11 +290,10 @@ def test_the_document_describes_every_route_the_server_has(openapi: dict[str, An
                                                            tmp_path: Path) -> None:
     from inferd.app import create_app
     from inferd.common.settings import Settings
-    from inferd.reloading.reload import open_reloader
+    from inferd.serving.service import WorkerService
 
-    settings = Settings(state_dir=tmp_path)
-    # With its own reloader and no watcher, the app starts no background thread.
-    app = create_app(settings, reloader=open_reloader(settings), watch=False)
+    # A service that is never started has no background thread.
+    app = create_app(WorkerService.open(Settings(state_dir=tmp_path)))
     templates = {route.uri_template for route in app._router._roots}  # noqa: SLF001
     templates |= {child.uri_template for route in app._router._roots
                   for child in _descendants(route)}

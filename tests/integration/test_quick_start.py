@@ -10,15 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.servers import (
-    READY_TIMEOUT,
-    InferdServer,
-    clean_env,
-    free_port,
-    spawn,
-    stop_inferd,
-    wait_for,
-)
+from tests.integration.servers import READY_TIMEOUT, InferdServer, spawn, stop_inferd
+from tests.support import clean_env, free_port, wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 

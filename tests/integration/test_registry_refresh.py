@@ -14,6 +14,7 @@ import os
 import signal
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -32,8 +33,8 @@ from tests.integration.servers import (
     start_mlflow,
     stop_inferd,
     stop_mlflow,
-    wait_for,
 )
+from tests.support import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -131,7 +132,8 @@ def test_a_new_version_serves_on_every_worker_without_a_reload_call(
     assert registry["server_version"] == importlib.metadata.version("mlflow")
     assert registry["selector"] == {"kind": "alias", "value": "champion"}
     assert (registry["model_uri"], registry["registry_version"]) == (f"models:/{NAME}/1", "1")
-    assert registry["verified_at"] > time.time() - 30
+    verified = datetime.strptime(registry["verified_at"], "%Y-%m-%dT%H:%M:%SZ")
+    assert verified.replace(tzinfo=UTC).timestamp() > time.time() - 30
     refresh = health_where(refreshing, lambda code, b: b["mlflow"]["auto_refresh"]["leader_pid"],
                            "a refresh leader")["mlflow"]["auto_refresh"]
     assert (refresh["mode"], refresh["interval_seconds"]) == ("polling", INTERVAL)

@@ -25,17 +25,14 @@ from tests.integration.servers import (
     HTTP_TIMEOUT,
     LIVE,
     READY_TIMEOUT,
-    ROOT,
     InferdServer,
     LoadGenerator,
     Process,
-    clean_env,
-    free_port,
     spawn,
     start_inferd,
     stop_inferd,
-    wait_for,
 )
+from tests.support import ROOT, clean_env, free_port, wait_for
 
 pytestmark = pytest.mark.integration
 

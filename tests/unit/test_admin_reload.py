@@ -11,20 +11,19 @@ from typing import Any
 import pytest
 from falcon import testing
 
-from inferd.app import create_app
 from inferd.common.settings import Settings
 from inferd.reloading.reload import open_reloader
 from inferd.reloading.sources.local import content_hash
 from inferd.store.slots import SlotStore
 from tests.fakes import ExplodingModel, write_model
+from tests.support import app_client
 
 ROWS = {"features": [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3]]}
 TOKEN = "s3cr3t-admin-token-0123456789"
 
 
 def client_for(settings: Settings, **reloader_options: Any) -> testing.TestClient:
-    return testing.TestClient(create_app(settings, reloader=open_reloader(settings,
-                                                                         **reloader_options)))
+    return app_client(settings, runner=open_reloader(settings, **reloader_options))
 
 
 def version_of(path: Path) -> str:
@@ -214,7 +213,7 @@ def test_unusable_state_dir_means_manager_unavailable(
 ) -> None:
     not_a_dir = tmp_path / "state-is-a-file"
     not_a_dir.write_text("")
-    client = testing.TestClient(create_app(make_settings(state_dir=not_a_dir)))
+    client = app_client(make_settings(state_dir=not_a_dir))
 
     resp = client.simulate_post(path)
 

@@ -9,11 +9,11 @@ from typing import Any
 import pytest
 from falcon import testing
 
-from inferd.app import create_app
 from inferd.common.settings import Settings
 from inferd.reloading.reload import open_reloader
 from inferd.reloading.sources.local import content_hash
 from tests.fakes import write_model
+from tests.support import app_client
 
 TOP_LEVEL = {"status", "ready", "details", "mlflow", "model", "admin"}
 MLFLOW_NOT_USED = {"status": "not_used", "server_version": None, "verified_at": None,
@@ -23,8 +23,7 @@ MLFLOW_NOT_USED = {"status": "not_used", "server_version": None, "verified_at": 
 def client_for(settings: Settings) -> testing.TestClient:
     # No slot watcher: these tests damage a slot after its reload and expect the next
     # request (the request-path load) to find it, which a watcher would race.
-    return testing.TestClient(create_app(settings, reloader=open_reloader(settings),
-                                         watch=False))
+    return app_client(settings, runner=open_reloader(settings))
 
 
 @pytest.mark.parametrize("path", ["/health/", "/health"])
@@ -164,7 +163,7 @@ def test_manager_unavailable_is_not_ready(
 ) -> None:
     not_a_dir = tmp_path / "file"
     not_a_dir.write_text("")
-    resp = testing.TestClient(create_app(make_settings(state_dir=not_a_dir))).simulate_get(
+    resp = app_client(make_settings(state_dir=not_a_dir)).simulate_get(
         "/health/")
     assert resp.status_code == 503
     assert set(resp.json) == TOP_LEVEL

@@ -17,12 +17,12 @@ import orjson
 import pytest
 from falcon import testing
 
-from inferd.app import create_app
 from inferd.common.errors import BadRequestError, PayloadTooLargeError
 from inferd.common.settings import Settings
 from inferd.reloading.reload import open_reloader
 from inferd.web.codecs import native as payload
 from tests.fakes import write_model
+from tests.support import app_client
 
 CORPUS = Path(__file__).parent / "payloads"
 EXPECTED = json.loads((CORPUS / "expected.json").read_text())
@@ -89,7 +89,7 @@ def make_client(
         settings = make_settings(max_rows=MAX_ROWS, **overrides)
         reloader = open_reloader(settings)
         reloader.run()
-        return testing.TestClient(create_app(settings, reloader=reloader))
+        return app_client(settings, runner=reloader)
 
     return make
 
@@ -175,7 +175,7 @@ def test_too_large_error_is_a_bad_request_error() -> None:
 def test_bad_payload_without_a_model_is_still_400(
     settings: Settings,
 ) -> None:
-    client = testing.TestClient(create_app(settings, reloader=open_reloader(settings)))
+    client = app_client(settings, runner=open_reloader(settings))
     assert client.simulate_post("/predict/", body=b"{").status_code == 400
     resp = client.simulate_post("/predict/", json={"features": [[1, 2, 3, 4]]})
     assert resp.status_code == 503

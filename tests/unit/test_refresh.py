@@ -18,7 +18,7 @@ from inferd.reloading.refresh import LeaderLock, RefreshLeader, refresh_mode, re
 from inferd.reloading.reload import open_reloader
 from inferd.reloading.sources.local import content_hash
 from tests.fakes import ConstantModel, write_model
-from tests.integration.servers import clean_env, wait_for
+from tests.support import clean_env, wait_for
 
 INTERVAL = 2.0
 

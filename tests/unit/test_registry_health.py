@@ -4,32 +4,30 @@ that never answers, a missing SQLite file; and /health/ while the registry is do
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import time
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
-import falcon
 from falcon import testing
 
+from inferd.app import create_app
 from inferd.common.settings import Settings
 from inferd.reloading.registry import check_registry
 from inferd.reloading.reload import Reloader, open_reloader
-from inferd.serving.holder import ModelHolder
 from inferd.serving.registry_probe import RegistryProbe
-from inferd.web.resources import HealthResource
+from inferd.serving.service import WorkerService
 from tests.fakes import ConstantModel, StalledRegistry, write_model
-from tests.integration.servers import free_port
+from tests.support import free_port
 
 
 def health_after_a_probe(settings: Settings, reloader: Reloader) -> testing.Result:
     """GET /health once the registry probe has checked, on the store of `reloader`."""
-    probe = RegistryProbe(settings)
-    probe.check_now()
-    app = falcon.App()
-    app.add_route("/health", HealthResource(
-        ModelHolder(reloader.store, reloader.counter), settings, probe))
-    return testing.TestClient(app).simulate_get("/health")
+    service = WorkerService.open(settings, runner=reloader)
+    service.probe.check_now()
+    return testing.TestClient(create_app(service)).simulate_get("/health")
 
 def test_a_closed_port_is_unreachable(make_settings: Callable[..., Settings]) -> None:
     url = f"http://127.0.0.1:{free_port()}"
@@ -115,3 +113,22 @@ def test_not_ready_says_the_registry_is_down(make_settings: Callable[..., Settin
     assert body["details"]["error"].startswith(
         f"no model is published yet; registry unreachable: cannot reach {url}")
     assert body["mlflow"]["auto_refresh"]["mode"] == "polling"
+
+
+def test_registry_times_are_iso_8601_utc(make_settings: Callable[..., Settings],
+                                         model_path: Path, tmp_path: Path) -> None:
+    """`verified_at` and `checked_at` read like `2025-11-05T12:00:00Z`, as the seed's."""
+    write_model(model_path, ConstantModel(1))
+    reloader = open_reloader(make_settings())
+    reloader.run()
+    registry = tmp_path / "mlflow.db"
+    registry.touch()
+    settings = make_settings(model_source="mlflow", mlflow_tracking_uri=f"sqlite:///{registry}")
+    before = time.time()
+    mlflow = health_after_a_probe(settings, reloader).json["mlflow"]
+
+    assert mlflow["status"] == "ok"
+    for key in ("verified_at", "checked_at"):
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", mlflow[key]), mlflow[key]
+        stamp = datetime.strptime(mlflow[key], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+        assert before - 1 <= stamp.timestamp() <= time.time()

@@ -18,7 +18,7 @@ from inferd.common.settings import Settings, load_settings
 from inferd.reloading.child import ChildReloads
 from inferd.reloading.sources.local import content_hash
 from tests.fakes import StalledRegistry, write_model
-from tests.integration.servers import clean_env
+from tests.support import clean_env
 
 Env = Callable[..., Settings]
 
@@ -93,9 +93,10 @@ def test_a_worker_reloads_without_importing_mlflow(child_env: Env, model_path: P
     registry.touch()
     script = (
         "import sys, dataclasses; from falcon import testing; from inferd.app import create_app; "
+        "from inferd.serving.service import WorkerService; "
         "from inferd.reloading.registry import check_registry; "
         "from inferd.common.settings import load_settings; s = load_settings(); "
-        "c = testing.TestClient(create_app(s)); "
+        "c = testing.TestClient(create_app(WorkerService.open(s).start())); "
         "r = c.simulate_post('/admin/reload'); assert r.status_code == 200, r.text; "
         "p = c.simulate_post('/predict/', json={'features': [[1, 2, 3, 4]]}); "
         "assert p.status_code == 200; "

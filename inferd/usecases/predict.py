@@ -1,0 +1,40 @@
+"""The one predict use case: rows in, predictions out, with the version that computed them.
+
+Called by every protocol's resource in a gunicorn worker thread, once a request, after
+its codec decoded the body into a float matrix. The model is read once per request
+(`ModelHolder.current()`), so a reload that lands mid-request cannot mix two models in
+one answer, and the version returned is the one that computed the predictions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from inferd.common import metrics
+from inferd.common.errors import ServiceUnavailableError
+from inferd.serving.holder import ModelHolder
+
+
+@dataclass(frozen=True, slots=True)
+class Prediction:
+    values: list[Any]  # one prediction a row: a class label or a regression value
+    version: str  # the model version that computed `values`
+
+
+class Predict:
+    """Shared by the worker's threads; holds no per-request state."""
+
+    def __init__(self, holder: ModelHolder | None) -> None:
+        # None: the worker could not open the state directory (WorkerService says why).
+        self.holder = holder
+
+    def __call__(self, rows: np.ndarray) -> Prediction:
+        if self.holder is None:
+            raise ServiceUnavailableError("Model manager unavailable")
+        model = self.holder.current()  # one reference for the whole request
+        values = model.predict(rows)
+        metrics.PREDICTED_ROWS.inc(len(rows))
+        return Prediction(values, model.version)
