@@ -52,6 +52,7 @@ def main() -> int:
     from inferd.common import logs, metrics
     from inferd.common.settings import Settings
     from inferd.reloading.reload import open_reloader
+    from inferd.serving.service import WorkerService
     from inferd.web.codecs import native as payload
     from tests.fakes import iris_forest, write_model
 
@@ -59,7 +60,7 @@ def main() -> int:
     model_path = write_model(work / "model.joblib", iris_forest(n_estimators=100))
     settings = Settings(state_dir=work / "state", model_source="local", model_path=model_path)
     open_reloader(settings).run()
-    app = create_app(settings, watch=False)
+    app = create_app(WorkerService.open(settings))  # never started: no threads
     client = testing.TestClient(app)
     from inferd.serving.holder import ModelHolder
 

@@ -1,13 +1,6 @@
-"""The `inferd` command. Exit codes live here, in one place:
+"""The `inferd` command: the operator's entry point (`inferd --help`).
 
-    0  done (reloaded, noop, served, listed)
-    1  the operation failed (reload failed, server answered an error)
-    2  bad configuration or usage
-    3  the server could not be reached
-    `inferd smoke` adds one code per failed check:
-    4  /health/ is not ready
-    5  the sample prediction failed
-    6  the server does not serve the expected version
+The exit codes are declared once, below, and shown in every command's help.
 """
 
 from __future__ import annotations
@@ -177,38 +170,79 @@ def cmd_rollback(args: argparse.Namespace, settings: Settings) -> int:
     return EXIT_OK
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="inferd", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+DESCRIPTION = """\
+Serve a scikit-learn or MLflow model over HTTP, and manage the model it serves.
 
-    serve = sub.add_parser("serve", help="run the gunicorn server")
-    serve.add_argument("--bind", help="HOST:PORT (default INFERD_BIND)")
-    serve.add_argument("--workers", type=int, help="worker processes (default INFERD_WORKERS)")
+Settings come from the environment (MODEL_SOURCE, MLFLOW_MODEL_NAME, INFERD_STATE_DIR,
+...; the README lists them all). Commands that talk to a running server find it at
+INFERD_BIND unless given --url."""
+
+_EXIT_MEANINGS = (
+    (EXIT_OK, "done (reloaded or nothing to do, served, listed)"),
+    (EXIT_FAILED, "the operation failed (the server answered an error, the reload failed)"),
+    (EXIT_CONFIG, "a setting or an argument is not valid"),
+    (EXIT_UNREACHABLE, "the server could not be reached"),
+    (EXIT_NOT_READY, "smoke: /health/ is not ready"),
+    (EXIT_PREDICTION_FAILED, "smoke: the sample prediction failed"),
+    (EXIT_WRONG_VERSION, "smoke: the server does not serve the expected version"),
+)
+EXIT_CODES = "exit codes:\n" + "\n".join(f"  {code}  {what}" for code, what in _EXIT_MEANINGS)
+
+
+def _command(sub: Any, name: str, summary: str, description: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = sub.add_parser(
+        name, help=summary, description=description, epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="inferd", description=DESCRIPTION, epilog=EXIT_CODES,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    serve = _command(sub, "serve", "run the server (gunicorn with inferd's settings)",
+                     "Run gunicorn with inferd's workers in the foreground. With no model "
+                     "published yet, the first one is fetched from the configured source.")
+    serve.add_argument("--bind", help="HOST:PORT to listen on (default: INFERD_BIND)")
+    serve.add_argument("--workers", type=int,
+                       help="worker processes (default: INFERD_WORKERS)")
     serve.add_argument("--demo", action="store_true",
                        help="first register a demo iris model if the registry has none")
     serve.set_defaults(func=cmd_serve)
 
-    demo = sub.add_parser("demo", help="demo model helpers")
-    demo_sub = demo.add_subparsers(dest="demo_command", required=True)
-    publish = demo_sub.add_parser("publish", help="train and register the next demo version")
-    publish.add_argument("--n-estimators", type=int, default=100)
-    publish.add_argument("--max-depth", type=int, default=None)
-    publish.add_argument("--seed", type=int, default=0)
+    demo = _command(sub, "demo", "try inferd with a demo iris model",
+                    "Demo model helpers, to try a reload without a model of your own.")
+    demo_sub = demo.add_subparsers(dest="demo_command", required=True, metavar="ACTION")
+    publish = _command(demo_sub, "publish", "train and register the next demo version",
+                       "Train an iris forest and register it as the next version of "
+                       "MLFLOW_MODEL_NAME (moving the stage or alias to it); then run "
+                       "inferd reload to serve it.")
+    publish.add_argument("--n-estimators", type=int, default=100, help="trees (default 100)")
+    publish.add_argument("--max-depth", type=int, default=None, help="tree depth limit")
+    publish.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
     publish.set_defaults(func=cmd_demo_publish)
 
-    reload = sub.add_parser("reload", help="ask the server to reload its model")
-    reload.add_argument("--url", help="server URL (default from INFERD_BIND)")
-    reload.add_argument("--token", help="admin token (default ADMIN_API_TOKEN)")
+    reload = _command(sub, "reload", "make the server serve the model its source names now",
+                      "Ask the running server to fetch, validate and serve the model the "
+                      "source names now (POST /admin/reload). If the new model fails, the "
+                      "old one keeps serving and this command exits 1.")
+    reload.add_argument("--url", help="server URL (default: from INFERD_BIND)")
+    reload.add_argument("--token", help="admin token (default: ADMIN_API_TOKEN)")
     reload.add_argument("--direct", action="store_true",
-                        help="reload in this process, on the state dir, without the server")
+                        help="reload on this host's state directory without the server "
+                             "(its workers switch within 50 ms)")
     reload.set_defaults(func=cmd_reload)
 
-    status = sub.add_parser("status", help="show the server's /health/")
-    status.add_argument("--url", help="server URL (default from INFERD_BIND)")
+    status = _command(sub, "status", "show the server's health and served model",
+                      "Print the running server's /health/ answer; exit 0 when it is ready.")
+    status.add_argument("--url", help="server URL (default: from INFERD_BIND)")
     status.set_defaults(func=cmd_status)
 
-    smoke = sub.add_parser("smoke", help="post-deploy check: ready, predicts, right version")
-    smoke.add_argument("--url", help="server URL (default from INFERD_BIND)")
+    smoke = _command(sub, "smoke", "post-deploy check: ready, predicts, right version",
+                     "Check a deployed server: /health/ is ready, a sample prediction "
+                     "succeeds, and (with --expect-version) the expected version serves.")
+    smoke.add_argument("--url", help="server URL (default: from INFERD_BIND)")
     smoke.add_argument("--expect-version", help="fail unless this model version serves")
     smoke.add_argument("--features", help='sample rows as JSON, e.g. \'[[5.1, 3.5, 1.4, 0.2]]\' '
                        "(default: one row of zeros of the model's width)")
@@ -216,9 +250,14 @@ def build_parser() -> argparse.ArgumentParser:
                        help="seconds to keep polling /health/ until ready (default 0)")
     smoke.set_defaults(func=cmd_smoke)
 
-    slots = sub.add_parser("slots", help="list the slots in the state dir")
+    slots = _command(sub, "slots", "list the model slots on this host",
+                     "List the published slots in INFERD_STATE_DIR: generation, version, "
+                     "and which one is current.")
     slots.set_defaults(func=cmd_slots)
-    rollback = sub.add_parser("rollback", help="make the previous slot's model current")
+    rollback = _command(sub, "rollback", "serve the previous slot's model again",
+                        "Make the previous slot's model current again on this host's state "
+                        "directory, without contacting the source; the workers switch within "
+                        "50 ms.")
     rollback.set_defaults(func=cmd_rollback)
     return parser
 

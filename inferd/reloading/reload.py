@@ -162,10 +162,7 @@ class Reloader:
             return generation
 
     def _activate(self, generation: int) -> None:
-        self.store.flip(generation)
-        self.checkpoint("flipped")
-        self.counter.bump(generation)
-        self.checkpoint("bumped")
+        self.store.activate(generation, self.counter, self.checkpoint)
         for gone in self.store.prune():
             log.info("Old slot removed", extra={"event": "prune", "generation": gone})
 

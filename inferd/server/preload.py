@@ -18,25 +18,21 @@ import contextlib
 import ctypes
 import ctypes.util
 import gc
-import importlib
-
-SERVING_MODULES = (
-    "numpy",
-    "orjson",
-    "falcon",
-    "inferd.app",
-    "inferd.model.batch",
-    "inferd.model.compiled.compile",
-)
-
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number (malloc.h)
 MMAP_THRESHOLD_BYTES = 128 * 1024
 
 
 def preload_serving_modules() -> None:
-    for name in SERVING_MODULES:
-        importlib.import_module(name)
+    # Imported for their side effect, importing everything a worker's request path
+    # needs (numpy, orjson, falcon, the compiled-model readers); what inferd.app adds
+    # on top of these is a few lines of wiring.
+    import inferd.model.batch  # noqa: F401
+    import inferd.model.compiled.compile  # noqa: F401
+    import inferd.serving.service  # noqa: F401
+    import inferd.web.docs  # noqa: F401
+    import inferd.web.resources  # noqa: F401
+
     pin_malloc_mmap_threshold()
     # Objects that exist now are never collected; freezing them keeps the collector
     # from writing to them in each worker, which would copy their pages (CPython's

@@ -25,7 +25,7 @@ import shutil
 import stat
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -232,6 +232,21 @@ class SlotStore:
         with contextlib.suppress(OSError):
             _fsync_dir(self.layout.root)
 
+    def activate(self, generation: int, counter: generation_file.GenerationCounter,
+                 checkpoint: Callable[[str], None] | None = None) -> int:
+        """Make slot `generation` the one every worker serves: flip `current`, then bump
+        the counter past every value it had. The one place both happen, in this order:
+        a worker that sees the bump always finds `current` already moved. Called by a
+        reload (under the lock) and by `reconcile`. Returns the counter's new value."""
+        self.flip(generation)
+        if checkpoint is not None:
+            checkpoint("flipped")
+        raised = max(generation, counter.read() + 1)
+        counter.bump(raised)
+        if checkpoint is not None:
+            checkpoint("bumped")
+        return raised
+
     def prune(self) -> list[int]:
         """Delete published slots older than the newest `retention`; return what went."""
         current = self.current_generation()
@@ -294,13 +309,12 @@ class SlotStore:
             actions.append(f"removed temporary file {stray.name}")
 
         current = self._valid_current()
-        moved = False
+        raised: int | None = None
         if current is None:
             complete = [g for g in self.published() if self._is_complete(g)]
             if complete:
                 current = complete[-1]
-                self.flip(current)
-                moved = True
+                raised = self.activate(current, counter)
                 actions.append(f"pointed current at slot {current}")
             elif self.layout.current.is_symlink():
                 self.layout.current.unlink()
@@ -309,11 +323,11 @@ class SlotStore:
             if current is None or generation > current:
                 shutil.rmtree(self.layout.slot(generation), ignore_errors=True)
                 actions.append(f"removed slot {generation}, published but never made current")
-        if current is not None and (moved or counter.read() < current):
-            # Any change of `current` must move the counter, or running workers keep
-            # serving what they have while new ones load something else.
-            raised = max(counter.read() + (1 if moved else 0), current)
-            counter.bump(raised)
+        if current is not None and counter.read() < current:
+            # Flipped, then killed before the bump: the counter catches up, or running
+            # workers keep serving what they have while new ones load something else.
+            counter.bump(raised := current)
+        if raised is not None:
             actions.append(f"raised generation to {raised}")
         return actions
 

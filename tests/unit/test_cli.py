@@ -190,3 +190,25 @@ def test_a_new_state_dir_is_private(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert main(["rollback"]) == EXIT_FAILED  # nothing to roll back to, but it is created
 
     assert state.stat().st_mode & 0o777 == 0o700
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["reload", "--help"], ["rollback", "--help"],
+                                  ["demo", "publish", "--help"]])
+def test_help_is_written_for_the_operator(argv: list[str],
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as stopped:
+        main(argv)
+    shown = capsys.readouterr().out
+    assert stopped.value.code == 0
+    assert "exit codes:" in shown and "2  a setting or an argument is not valid" in shown
+    # No maintainer's notes, module docstrings or code names in what an operator reads.
+    for internal in ("live here", "in one place", "inferd.", "`"):
+        assert internal not in shown, internal
+
+
+def test_top_level_help_names_every_command(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    shown = capsys.readouterr().out
+    for command in ("serve", "demo", "reload", "status", "smoke", "slots", "rollback"):
+        assert f"    {command} " in shown, command
