@@ -41,6 +41,11 @@ class SlotWatcher:
         self._stop.set()
         self._thread.join(timeout)
 
+    def wait_ended(self, timeout: float) -> bool:
+        """Wait up to `timeout` seconds for the thread to end; whether it has."""
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
             holder = self._holder()

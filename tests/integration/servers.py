@@ -255,11 +255,11 @@ class InferdServer:
                                   self.process)
         return pids
 
-    def _ready(self) -> bool:
+    def answers_ready(self) -> bool:
         resp = _get_ok(f"{self.url}/health/")
         return resp is not None and resp.json().get("ready") is True
 
-    def _up_without_model(self) -> bool:
+    def answers_without_model(self) -> bool:
         try:
             resp = requests.get(f"{self.url}/health/", timeout=2)
         except requests.RequestException:
@@ -287,11 +287,11 @@ def start_inferd(base: Path, env: dict[str, str], *, workers: int = 2,
     started = time.monotonic()
     try:
         if not expect_model:
-            wait_for(server._up_without_model, READY_TIMEOUT,
+            wait_for(server.answers_without_model, READY_TIMEOUT,
                      "/health/ to answer 503 (not ready) with every worker forked", process,
                      interval=0.2)
             return server
-        wait_for(server._ready, READY_TIMEOUT, "/health/ to answer ready", process,
+        wait_for(server.answers_ready, READY_TIMEOUT, "/health/ to answer ready", process,
                  interval=0.2)
         server.wait_workers_ready(max(1.0, READY_TIMEOUT - (time.monotonic() - started)))
     except BaseException:

@@ -23,7 +23,7 @@ def test_serve_demo_then_publish_and_reload(tmp_path: Path) -> None:
                     env, tmp_path / "serve.log")
     server = InferdServer(process, f"http://127.0.0.1:{port}", tmp_path / "state", 2)
     try:
-        wait_for(server._ready, READY_TIMEOUT * 2, "/health/ to answer ready", process,
+        wait_for(server.answers_ready, READY_TIMEOUT * 2, "/health/ to answer ready", process,
                  interval=0.5)
         first = server.predict([[5.1, 3.5, 1.4, 0.2]])
         assert first.status_code == 200

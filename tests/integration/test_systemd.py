@@ -235,7 +235,7 @@ def _start_on_socket(listening: socket.socket, env: dict[str, str], log: Path) -
 
 
 def _wait_serving(server: InferdServer) -> None:
-    wait_for(server._ready, READY_TIMEOUT, "/health/ to answer ready", server.process,
+    wait_for(server.answers_ready, READY_TIMEOUT, "/health/ to answer ready", server.process,
              interval=0.2)
     server.wait_workers_ready()
 

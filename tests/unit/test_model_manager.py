@@ -250,5 +250,4 @@ def test_watcher_ends_when_its_holder_is_gone(
     watcher = SlotWatcher(holder, interval=0.01).start()
     del holder
     gc.collect()
-    watcher._thread.join(5)
-    assert not watcher._thread.is_alive()
+    assert watcher.wait_ended(5)
