@@ -1,6 +1,6 @@
 """Which engine answers a request on a compiled tree model: numpy or scikit-learn.
 
-Measured with `python -m benchmarks.batch_paths` (README, "Performance"): the
+Measured with `python -m benchmarks.batch_paths` (docs/performance.md): the
 vectorised numpy traversal wins by 10-50x for a handful of rows, because scikit-learn
 pays about 0.1-0.3 ms of joblib and validation overhead per tree whatever the batch;
 but per node visited numpy costs several times scikit-learn's compiled loop, so on

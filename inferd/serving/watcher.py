@@ -1,7 +1,7 @@
 """The slot watcher: one daemon thread per worker that loads a new slot before a
 request needs it.
 
-Started by `create_app` in each worker (after gunicorn's fork, so each worker has its
+Started by the `WorkerService` of each worker (after gunicorn's fork, so each worker has its
 own). Every `interval` seconds it reads the memory-mapped generation counter (a few
 hundred nanoseconds) and, when it moved, has the holder load the new slot. So the first
 requests after a reload find the model loaded and are as fast as the rest. A request

@@ -1,7 +1,7 @@
 """The reloading process killed (SIGKILL) at each step of the reload protocol, under a
 real 2-worker server serving predictions the whole time.
 
-The hook is `INFERD_TEST_FAULT_INJECTION_FILE` (test only; the README warns against
+The hook is `INFERD_TEST_FAULT_INJECTION_FILE` (test only; docs/reliability.md warns against
 it): the reloading process reads a step name from that file at every step and kills
 itself on a match. For each step: no prediction fails, the service always serves the
 old or the new version (never none), and the next reload repairs the store and ends

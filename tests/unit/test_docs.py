@@ -77,13 +77,6 @@ _PATH = re.compile(r"(?<![\w/.~-])((?:inferd|tests|benchmarks|deploy|systemd|das
                    r"/[\w./{},*-]*[\w/}*])(?:::(\w+))?")
 # Named by docs/architecture.md, landing with the service / use-case layer of issue 11;
 # remove each entry once its module exists.
-PENDING_MODULES = {
-    "inferd/serving/service.py",
-    "inferd/usecases/predict.py",
-    "inferd/usecases/admin.py",
-}
-
-
 def _prose(text: str) -> str:
     """The text without code blocks and code spans, where links live."""
     return _CODE_SPAN.sub("", _FENCE.sub("", text))
@@ -140,8 +133,6 @@ def test_files_modules_and_tests_named_in_the_docs_exist() -> None:
         for chunk in [*spans, *drawings]:
             for named, test in _PATH.findall(chunk):
                 for path in _expand(named):
-                    if path in PENDING_MODULES:
-                        continue
                     files = list(ROOT.glob(path)) if "*" in path else [ROOT / path]
                     if not files or not all(f.exists() for f in files):
                         missing.append(f"{doc.name}: {path}")

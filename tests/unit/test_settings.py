@@ -1,4 +1,4 @@
-"""Settings: the defaults DESIGN promises, one clear error per bad value, selector order."""
+"""Settings: the documented defaults, one clear error per bad value, selector order."""
 
 from __future__ import annotations
 

@@ -60,7 +60,7 @@ def serving_value(settings: Settings) -> int:
 
 
 def assert_store_consistent(settings: Settings) -> int:
-    """The invariants of DESIGN §2 after reconcile; returns the current generation."""
+    """The invariants of docs/reload.md after reconcile; returns the current generation."""
     layout = StateLayout(settings.state_dir)
     store = SlotStore(layout)
     current = store.current_generation()
