@@ -24,6 +24,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -309,6 +310,24 @@ def start_local(base: Path, model: object, *, admin_token: str | None = None,
     model_path = write_model(base / "models" / "model.joblib", model)
     return start_inferd(base, {"MODEL_SOURCE": "local", "MODEL_PATH": str(model_path), **env},
                         admin_token=admin_token)
+
+
+def module_server(name: str, *, admin_token: str | None = None, **env: str) -> Any:
+    """A module-scoped fixture: a 2-worker server on a small iris forest from a local
+    file, started once for the module's tests and stopped cleanly after them.
+
+        server = module_server("admin", admin_token=TOKEN)
+    """
+    from tests.fakes import iris_forest
+
+    @pytest.fixture(scope="module")
+    def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
+        srv = start_local(tmp_path_factory.mktemp(name), iris_forest(n_estimators=3),
+                          admin_token=admin_token, **env)
+        yield srv
+        stop_inferd(srv)
+
+    return server
 
 
 def stop_inferd(server: InferdServer) -> None:

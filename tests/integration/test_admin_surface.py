@@ -8,14 +8,17 @@ import json
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import requests
 
 from tests.fakes import iris_forest, write_model
-from tests.integration.servers import HTTP_TIMEOUT, InferdServer, start_local, stop_inferd
+from tests.integration.servers import (
+    HTTP_TIMEOUT,
+    InferdServer,
+    module_server,
+)
 from tests.support import clean_env, free_port
 
 pytestmark = pytest.mark.integration
@@ -24,12 +27,7 @@ TOKEN = "admin-surface-Secret-7f3a"
 CLOSE = {"Connection": "close"}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
-    base = tmp_path_factory.mktemp("admin")
-    srv = start_local(base, iris_forest(n_estimators=3), admin_token=TOKEN)
-    yield srv
-    stop_inferd(srv)
+server = module_server("admin", admin_token=TOKEN)
 
 
 def test_refused_tokens_are_logged_counted_and_never_echoed(server: InferdServer) -> None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,18 +20,13 @@ import pytest
 from inferd.common.settings import Settings
 from inferd.reloading.reload import open_reloader
 from tests.fakes import iris_forest, write_model
-from tests.integration.servers import InferdServer, start_local, stop_inferd
+from tests.integration.servers import InferdServer, module_server
 from tests.support import clean_env, wait_for
 
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
-    base = tmp_path_factory.mktemp("corruption")
-    srv = start_local(base, iris_forest(n_estimators=3))
-    yield srv
-    stop_inferd(srv)
+server = module_server("corruption")
 
 
 def truncate(path: Path) -> None:

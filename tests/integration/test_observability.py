@@ -27,8 +27,7 @@ from tests.integration.servers import (
     HTTP_TIMEOUT,
     IRIS_ROWS,
     InferdServer,
-    start_local,
-    stop_inferd,
+    module_server,
 )
 from tests.support import wait_for
 
@@ -39,12 +38,7 @@ TOKEN = "observability-secret"
 CLOSE = {"Connection": "close"}
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
-    base = tmp_path_factory.mktemp("observability")
-    srv = start_local(base, iris_forest(n_estimators=3), admin_token=TOKEN)
-    yield srv
-    stop_inferd(srv)
+server = module_server("observability", admin_token=TOKEN)
 
 
 def sample_names(samples: dict[str, float]) -> set[str]:

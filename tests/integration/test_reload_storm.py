@@ -9,17 +9,15 @@ times out or is replaced.
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from tests.fakes import ConstantModel, iris_forest, write_model
+from tests.fakes import ConstantModel, write_model
 from tests.integration.servers import (
     InferdServer,
     LoadGenerator,
-    start_local,
-    stop_inferd,
+    module_server,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -28,12 +26,7 @@ CALLERS = 20
 TOKEN = "storm-secret"
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
-    base = tmp_path_factory.mktemp("storm")
-    srv = start_local(base, iris_forest(n_estimators=3), admin_token=TOKEN)
-    yield srv
-    stop_inferd(srv)
+server = module_server("storm", admin_token=TOKEN)
 
 
 def storm(server: InferdServer, callers: int) -> list[tuple[int, dict[str, Any]]]:
