@@ -1,4 +1,4 @@
-"""Reloads in a child process (`inferd.reloading.child`): real child processes, a real
+"""Reloads in a child process (`inferd.reloading.child`, `child_main`): real child processes, a real
 state dir, the real local source; the registry that hangs is a real loopback socket."""
 
 from __future__ import annotations
@@ -25,8 +25,8 @@ Env = Callable[..., Settings]
 
 @pytest.fixture
 def child_env(monkeypatch: pytest.MonkeyPatch, state_dir: Path, model_path: Path) -> Env:
-    """Put settings in this process's environment (the child reads them from there)
-    and return the parsed Settings."""
+    """Put settings in this process's environment and return the parsed Settings (the
+    child receives them from ChildReloads, rendered; the script test reads them here)."""
 
     def apply(**variables: str) -> Settings:
         env = clean_env(**{"INFERD_STATE_DIR": str(state_dir), "MODEL_SOURCE": "local",

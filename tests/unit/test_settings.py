@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from inferd.common.errors import ConfigError
+from inferd.common.selector import Selector
 from inferd.common.settings import SETTINGS, Settings, load_settings, settings_table
 
 
@@ -26,7 +27,7 @@ def test_defaults_match_the_design_table(tmp_path: Path) -> None:
     assert settings.workers == 2
     assert settings.tracking_uri == f"sqlite:///{tmp_path}/mlflow.db"
     assert settings.cache_dir == tmp_path / "cache"
-    assert settings.selector == ("stage", "Production")
+    assert settings.selector == Selector("stage", "Production")
 
 
 def test_state_dir_defaults_to_the_users_local_state(
@@ -157,14 +158,14 @@ def test_settings_table_lists_every_variable_with_its_default() -> None:
 @pytest.mark.parametrize(
     ("version", "alias", "stage", "expected"),
     [
-        ("3", "champion", "Staging", ("version", "3")),
-        ("3", None, "Staging", ("version", "3")),
-        (None, "champion", "Staging", ("alias", "champion")),
-        (None, None, "Staging", ("stage", "Staging")),
+        ("3", "champion", "Staging", Selector("version", "3")),
+        ("3", None, "Staging", Selector("version", "3")),
+        (None, "champion", "Staging", Selector("alias", "champion")),
+        (None, None, "Staging", Selector("stage", "Staging")),
     ],
 )
 def test_selector_precedence_is_version_then_alias_then_stage(
-    version: str | None, alias: str | None, stage: str, expected: tuple[str, str]
+    version: str | None, alias: str | None, stage: str, expected: Selector
 ) -> None:
     settings = Settings(
         mlflow_model_version=version, mlflow_model_alias=alias, mlflow_model_stage=stage
@@ -178,6 +179,6 @@ def test_selector_precedence_from_the_environment(tmp_path: Path) -> None:
         "MLFLOW_MODEL_VERSION": "4",
         "MLFLOW_MODEL_ALIAS": "champion",
     })
-    assert both.selector == ("version", "4")
+    assert both.selector == Selector("version", "4")
     alias = load_settings({"INFERD_STATE_DIR": str(tmp_path), "MLFLOW_MODEL_ALIAS": "champion"})
-    assert alias.selector == ("alias", "champion")
+    assert alias.selector == Selector("alias", "champion")
