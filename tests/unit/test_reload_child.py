@@ -3,6 +3,7 @@ state dir, the real local source; the registry that hangs is a real loopback soc
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from inferd.common import logs
 from inferd.common.errors import InferdError, NoPreviousSlotError, ReloadProcessError, SourceError
 from inferd.common.settings import Settings, load_settings
 from inferd.reloading.child import ChildReloads
+from inferd.reloading.reload import open_reloader
 from inferd.reloading.sources.local import content_hash
 from tests.fakes import StalledRegistry, write_model
 from tests.integration.servers import clean_env
@@ -108,3 +111,28 @@ def test_a_worker_reloads_without_importing_mlflow(child_env: Env, model_path: P
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_the_child_gets_its_parents_settings_not_the_environment(
+        child_env: Env, make_settings: Callable[..., Settings], model_path: Path,
+        state_dir: Path, tmp_path: Path, forests: tuple[Any, Any],
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """Settings built in code reach the child as they are; the shell's variables,
+    here pointing elsewhere, do not. The request's correlation id reaches it too."""
+    child_env(MODEL_PATH=str(tmp_path / "nowhere.pkl"),
+              INFERD_STATE_DIR=str(tmp_path / "elsewhere"))
+    settings = make_settings(log_level="info")
+    write_model(model_path, forests[0])
+    open_reloader(settings)  # creates the store; a stray staging dir to repair:
+    (state_dir / "slots" / ".staging-leftover").mkdir()
+    token = logs.correlation_id.set("req-42")
+    try:
+        result = ChildReloads(settings).run()
+    finally:
+        logs.correlation_id.reset(token)
+    assert (result.status, result.generation) == ("reloaded", 1)
+    assert open_reloader(settings).store.current_generation() == 1
+    assert not (tmp_path / "elsewhere").exists()
+    repaired = [json.loads(line) for line in capfd.readouterr().err.splitlines()
+                if '"Slot store repaired"' in line]
+    assert [line["correlation_id"] for line in repaired] == ["req-42"]
