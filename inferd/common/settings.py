@@ -128,8 +128,6 @@ def _optional_path(raw: str) -> Path | None:
     return _path(raw) if raw.strip() else None
 
 
-
-
 def _optional_raw(raw: str) -> str | None:
     """A secret, taken exactly as given (MLflow reads the same variable unstripped)."""
     return raw or None

@@ -48,7 +48,9 @@ class MlflowSource:
         try:
             version = resolve(open_registry(self.settings), self.name, self.selector)
             metrics = self._run_metrics(version.run_id)
-        except Exception as exc:  # mlflow raises many types; all mean "registry said no"
+        # RegistryRefused / RegistryUnreachable over REST, MLflow's many types through
+        # MlflowClient: for the reload, all mean "the registry gave no model".
+        except Exception as exc:
             raise SourceError(
                 f"registry {self.shown_uri} could not resolve {self.describe()}: "
                 f"{self._short(exc)}"
