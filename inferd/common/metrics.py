@@ -1,15 +1,16 @@
 """Prometheus metrics, summed over all gunicorn workers (multiprocess mode).
 
-The master points PROMETHEUS_MULTIPROC_DIR at `<state>/metrics` and empties it at
-start (`inferd.server.lifecycle`); each worker writes its own files there, and a scrape of
-any worker reads them all. The only module that imports prometheus_client.
+The master empties the directory of the PROMETHEUS_MULTIPROC_DIR setting (default
+`<state>/metrics`) at start and exports the variable (`inferd.server.lifecycle`)
+before any process imports prometheus_client, which reads it on import and switches
+to multiprocess mode; each worker writes its own files there, and a scrape of any
+worker reads them all. The only module that imports prometheus_client.
 """
 
 from __future__ import annotations
 
 import functools
 import math
-import os
 from typing import Any
 
 from prometheus_client import (
@@ -19,7 +20,15 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    values,
 )
+
+# The mode prometheus_client chose when it was imported, from the variable the master
+# exported: the metrics of this process are in files (multiprocess) or in memory.
+# Asked of the library rather than of the environment, so the scrape always reads where
+# the values are written. `ValueClass` is chosen once, at import:
+# https://github.com/prometheus/client_python/blob/v0.26.0/prometheus_client/values.py#L163
+MULTIPROCESS = values.ValueClass is not values.MutexValue
 
 REQUESTS = Counter(
     "ml_request_count", "HTTP requests by method, route template and status",
@@ -84,7 +93,7 @@ def observe_request(method: str, route: str, status: str, seconds: float) -> Non
 
 def exposition() -> tuple[bytes, str]:
     """The text a scrape returns: every worker's samples when in multiprocess mode."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+    if MULTIPROCESS:
         from prometheus_client import multiprocess
 
         registry = CollectorRegistry()

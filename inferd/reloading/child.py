@@ -1,4 +1,6 @@
-"""Run a reload or a rollback in a short-lived child process, with a hard time bound.
+"""The parent's side of a reload in a child process: `ChildReloads` runs each reload
+or rollback in a short-lived child (`inferd.reloading.child_main`) with a hard time
+bound.
 
 Why a child: a reload imports MLflow and scikit-learn, downloads and validates a
 model. Done inside a gunicorn worker, it would leave that worker a few hundred MB
@@ -7,47 +9,46 @@ threads for as long as MLflow keeps retrying. In a child, the worker only waits 
 a pipe; after INFERD_RELOAD_TIMEOUT seconds the child is killed, the kernel frees
 its reload lock (flock), and the next reload reconciles whatever it left behind.
 
-Protocol. The parent runs `python -m inferd.reloading.child run [--unless-version V]`
-or `... rollback` with its own environment (the child reads the same settings),
-plus INFERD_CORRELATION_ID so the child's log lines carry the request's id. The
-child runs `inferd.reloading.reload.Reloader` under the reload lock, logs to stderr (shared
-with the parent, so its lines land in the server's log) and writes exactly one
-JSON object to stdout, then exits 0:
+Protocol, parent to child:
+
+    python -m inferd.reloading.child_main run [--unless-version V] [--correlation-id C]
+    python -m inferd.reloading.child_main rollback [--correlation-id C]
+
+with the environment `inferd.common.settings.child_environment(settings, os.environ)`:
+the parent's environment with every declared setting replaced by the parent's
+`Settings` rendered from the one declaration (less the admin token, which a child
+never needs). The child loads exactly the settings its parent holds, even ones built
+in code, and MLflow in the child finds its own variables there (MLFLOW_TRACKING_TOKEN,
+MLFLOW_HTTP_REQUEST_TIMEOUT...). The correlation id makes the child's log lines carry
+the request's id.
+
+Child to parent: the child logs to stderr (shared with the parent, so its lines
+land in the server's log) and writes exactly one JSON object to stdout, then exits 0:
 
     {"result": {"status": ..., "detail": ..., "version": ..., "stage": ...,
-                "generation": ..., "resolved_version": ...}}
+                "generation": ..., "uri": ..., "resolved_version": ...}}
     {"error": {"type": "SourceError", "message": "..."}}
 
-Whatever MLflow prints to stdout is sent to stderr, so stdout carries that object only.
+An error is raised again in the parent as the class it names (an InferdError
+subclass), so the web layer maps it to the same status as an in-process reload.
 """
 
 from __future__ import annotations
 
-import argparse
 import atexit
-import dataclasses
 import json
-import logging
 import os
-import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
-from typing import Any
 
 from inferd.common import errors, logs
 from inferd.common.errors import InferdError, ReloadProcessError
-from inferd.common.settings import Settings, load_settings
+from inferd.common.settings import Settings, child_environment
 from inferd.reloading.reload import ReloadResult
 from inferd.reloading.sources import redact_uri
 
-log = logging.getLogger("inferd.reloading.child")
-
-CORRELATION_ENV = "INFERD_CORRELATION_ID"
-# The child arms its own alarm a little after the parent's deadline: it dies even if
-# its parent (a worker) was killed and can no longer kill it.
-_SELF_DESTRUCT_MARGIN_SECONDS = 10
+CHILD_MODULE = "inferd.reloading.child_main"
 
 _live: set[subprocess.Popen[bytes]] = set()
 _live_lock = threading.Lock()
@@ -83,12 +84,12 @@ class ChildReloads:
         return self._call(["rollback"])
 
     def _call(self, args: list[str]) -> ReloadResult:
-        env = dict(os.environ)
         if cid := logs.correlation_id.get():
-            env[CORRELATION_ENV] = cid
+            args = [*args, "--correlation-id", cid]
         proc = subprocess.Popen(
-            [sys.executable, "-m", "inferd.reloading.child", *args],
-            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=None, env=env,
+            [sys.executable, "-m", CHILD_MODULE, *args],
+            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=None,
+            env=child_environment(self.settings, os.environ),
         )
         with _live_lock:
             _live.add(proc)
@@ -127,51 +128,3 @@ def _parse_answer(out: bytes, returncode: int) -> ReloadResult:
     if not (isinstance(kind, type) and issubclass(kind, InferdError)):
         kind = InferdError
     raise kind(str(error.get("message", "unknown error")))
-
-
-# -- the child ----------------------------------------------------------------------------
-
-
-def _answer(args: argparse.Namespace, settings: Settings) -> dict[str, Any]:
-    from inferd.reloading.reload import open_reloader
-
-    # A reload waiting for another gives up at half the bound, so it still has the
-    # other half to finish in before its parent stops waiting.
-    reloader = open_reloader(settings, lock_timeout=max(1.0, settings.reload_timeout / 2))
-    try:
-        if args.action == "rollback":
-            result = reloader.rollback()
-        else:
-            result = reloader.run(unless_version=args.unless_version)
-    except InferdError as exc:
-        return {"error": {"type": type(exc).__name__, "message": str(exc)}}
-    except Exception as exc:  # a bug or an OS error: still one answer, traceback in the log
-        log.exception("Reload failed unexpectedly", extra={"event": "reload_child"})
-        return {"error": {"type": "InferdError", "message": f"{type(exc).__name__}: {exc}"}}
-    return {"result": dataclasses.asdict(result)}
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m inferd.reloading.child")
-    parser.add_argument("action", choices=["run", "rollback"])
-    parser.add_argument("--unless-version")
-    args = parser.parse_args(argv)
-    answer_fd = os.dup(1)
-    os.dup2(2, 1)  # from here on, anything printed goes to stderr
-    try:
-        settings = load_settings()
-    except InferdError as exc:
-        answer: dict[str, Any] = {"error": {"type": type(exc).__name__, "message": str(exc)}}
-    else:
-        logs.configure(settings.log_level)
-        if cid := os.environ.get(CORRELATION_ENV):
-            logs.correlation_id.set(cid)
-        signal.alarm(settings.reload_timeout + _SELF_DESTRUCT_MARGIN_SECONDS)
-        answer = _answer(args, settings)
-    with os.fdopen(answer_fd, "w") as out:
-        out.write(json.dumps(answer) + "\n")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

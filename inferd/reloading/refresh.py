@@ -39,10 +39,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inferd.common.errors import InferdError, SourceError
+from inferd.common.selector import version_uri
 from inferd.common.settings import Settings
 from inferd.reloading.registry import check_registry
 from inferd.reloading.reload import ReloadRunner
 from inferd.reloading.sources import redact_uri
+from inferd.store.layout import StateLayout
 from inferd.store.slots import SlotStore
 
 log = logging.getLogger("inferd.reloading.refresh")
@@ -65,9 +67,8 @@ def source_target(settings: Settings) -> str:
     """What the poller watches; a remembered version is only valid for the same target."""
     if settings.model_source == "local":
         return f"local {settings.model_path}"
-    kind, value = settings.selector
     return (f"mlflow {redact_uri(settings.tracking_uri)} {settings.mlflow_model_name} "
-            f"{kind}={value}")
+            f"{settings.selector.describe()}")
 
 
 def log_mode_at_start(settings: Settings) -> None:
@@ -87,7 +88,8 @@ def log_mode_at_start(settings: Settings) -> None:
 def peek_version(settings: Settings) -> str | None:
     """The version the source names now, if that is cheap to learn in this process;
     None when only a reload can tell (SQLite registry). Raises SourceError when the
-    source cannot be asked."""
+    source cannot be asked. For a registry, `check_registry` resolves the selector with
+    `inferd.reloading.resolver`, as the reload will."""
     if settings.model_source == "local":
         from inferd.reloading.sources.local import LocalSource
 
@@ -110,14 +112,14 @@ def _count(duty: str, result: str) -> None:
 
 
 def refresh_status(settings: Settings) -> dict[str, object]:
-    """Auto-refresh as /health/ shows it (two small file reads)."""
-    root = settings.state_dir
-    pid = LeaderLock.holder_pid(root / "refresh.lock")
+    """Auto-refresh as /health/ shows it (two small file reads, in the calling worker)."""
+    layout = StateLayout(settings.state_dir)
+    pid = LeaderLock.holder_pid(layout.refresh_lock)
     if pid is not None and not _alive(pid):
         pid = None
     return {"mode": refresh_mode(settings), "interval_seconds": settings.auto_refresh_seconds,
-            "leader_pid": pid, "last_seen_version": _read_record(root / "refresh.json",
-                                                                 source_target(settings))}
+            "leader_pid": pid,
+            "last_seen_version": _read_record(layout.refresh_record, source_target(settings))}
 
 
 def _alive(pid: int) -> bool:
@@ -199,8 +201,8 @@ class RefreshLeader:
         self.rng = rng
         self.mode = refresh_mode(settings)
         self.interval = settings.auto_refresh_seconds or BOOTSTRAP_RETRY_SECONDS
-        self.lock = LeaderLock(store.layout.root / "refresh.lock")
-        self.record_path = store.layout.root / "refresh.json"
+        self.lock = LeaderLock(store.layout.refresh_lock)
+        self.record_path = store.layout.refresh_record
         self.target = source_target(settings)
         self.failures = 0
         self._stop = threading.Event()
@@ -269,7 +271,7 @@ class RefreshLeader:
     def _model_uri(self, version: str | None) -> str:
         if self.settings.model_source == "local":
             return f"file://{self.settings.model_path}"
-        return f"models:/{self.settings.mlflow_model_name}/{version}"
+        return version_uri(self.settings.mlflow_model_name, str(version))
 
     # -- what the poller last saw in the source (written by the leader only) ----------------
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from inferd.common.errors import ReloadBusyError, StoreError
-from inferd.common.settings import Settings
+from inferd.common.settings import Settings, env_name
 from inferd.reloading.sources import Resolved, Source
 from inferd.reloading.validate import validate_staged
 from inferd.store.generation import GenerationCounter
@@ -205,9 +205,9 @@ def open_reloader(settings: Settings, **kwargs: Any) -> Reloader:
         counter = GenerationCounter(store.layout.generation)
     except OSError as exc:
         raise StoreError(f"cannot open {store.layout.generation}: {exc}") from exc
-    fault_file = os.environ.get(FAULT_INJECTION_ENV)
-    if fault_file and "checkpoint" not in kwargs:
-        kwargs["checkpoint"] = fault_injection(Path(fault_file))
+    fault_file = settings.test_fault_injection_file
+    if fault_file is not None and "checkpoint" not in kwargs:
+        kwargs["checkpoint"] = fault_injection(fault_file)
     return Reloader(
         store,
         counter,
@@ -217,10 +217,10 @@ def open_reloader(settings: Settings, **kwargs: Any) -> Reloader:
     )
 
 
-# TEST ONLY, never in production: with this variable naming a file, a reloading
+# TEST ONLY, never in production: with this setting naming a file, a reloading
 # process reads a step name from that file at every step and, on a match, deletes the
 # file and kills itself with SIGKILL (tests/integration/test_fault_injection.py).
-FAULT_INJECTION_ENV = "INFERD_TEST_FAULT_INJECTION_FILE"
+FAULT_INJECTION_ENV = env_name("test_fault_injection_file")
 
 
 def fault_injection(step_file: Path) -> Callable[[str], None]:

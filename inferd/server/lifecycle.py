@@ -16,28 +16,43 @@ import glob
 import logging
 import os
 import shutil
+from pathlib import Path
 from typing import Any
 
 from inferd.common.errors import InferdError
-from inferd.common.settings import Settings
+from inferd.common.settings import Settings, env_name
 from inferd.reloading import refresh
+from inferd.store.layout import StateLayout
 
 log = logging.getLogger("inferd.server.lifecycle")
 
 
-def prepare_metrics_dir(settings: Settings) -> None:
-    """Point prometheus multiprocess mode at an empty directory (inherited by workers)."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or str(settings.state_dir / "metrics")
+# The directory `prepare_metrics_dir` emptied: master-process state, set once in
+# on_starting, read when a worker exits.
+_metrics_dir: Path | None = None
+
+
+def prepare_metrics_dir(settings: Settings) -> Path:
+    """In the master, before any worker is forked and before the master imports
+    prometheus_client (`preload`): empty the metrics directory (PROMETHEUS_MULTIPROC_DIR,
+    default `<state>/metrics`) and export it. prometheus_client reads the variable
+    itself when a process imports it, and chooses multiprocess mode then; the workers
+    inherit it from the master's environment."""
+    global _metrics_dir
+    directory = settings.prometheus_multiproc_dir or StateLayout(settings.state_dir).metrics
     shutil.rmtree(directory, ignore_errors=True)
     os.makedirs(directory, mode=0o700, exist_ok=True)
-    os.environ["PROMETHEUS_MULTIPROC_DIR"] = directory
+    os.environ[env_name("prometheus_multiproc_dir")] = str(directory)
+    _metrics_dir = directory
+    return directory
 
 
 def forget_live_gauges(pid: int) -> None:
     """What prometheus_client's `multiprocess.mark_process_dead` does: delete a
     process's files of "live" gauges, so they stop counting (a dead worker's, and the
-    master's own, which it gets by importing the serving modules before the fork)."""
-    directory = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    master's own, which it gets by importing the serving modules before the fork).
+    In the master, after `prepare_metrics_dir`; a no-op before it."""
+    directory = _metrics_dir
     if directory:
         for path in glob.glob(os.path.join(directory, f"gauge_live*_{pid}.db")):
             with contextlib.suppress(FileNotFoundError):

@@ -7,8 +7,11 @@
     <state>/reload.lock           one reload at a time, across every process
     <state>/refresh.lock          held by the auto-refresh leader (inferd.reloading.refresh)
     <state>/refresh.json          the version the poller last saw in the source
-    <state>/metrics/              prometheus multiprocess files
-    <state>/cache/                MLflow download cache (MODEL_CACHE_DIR)
+    <state>/metrics/              prometheus multiprocess files (unless PROMETHEUS_MULTIPROC_DIR)
+    <state>/cache/                MLflow download cache (unless MODEL_CACHE_DIR)
+
+The defaults that are settings (the cache, the embedded registry's `mlflow.db` and
+`mlartifacts/`) are spelled by `inferd.common.settings`, which this layer sits above.
 """
 
 from __future__ import annotations
@@ -40,6 +43,14 @@ class StateLayout:
     @property
     def lock(self) -> Path:
         return self.root / "reload.lock"
+
+    @property
+    def refresh_lock(self) -> Path:
+        return self.root / "refresh.lock"
+
+    @property
+    def refresh_record(self) -> Path:
+        return self.root / "refresh.json"
 
     @property
     def metrics(self) -> Path:

@@ -1,8 +1,9 @@
-"""Reloads in a child process (`inferd.reloading.child`): real child processes, a real
+"""Reloads in a child process (`inferd.reloading.child`, `child_main`): real child processes, a real
 state dir, the real local source; the registry that hangs is a real loopback socket."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -13,9 +14,11 @@ from typing import Any
 
 import pytest
 
+from inferd.common import logs
 from inferd.common.errors import InferdError, NoPreviousSlotError, ReloadProcessError, SourceError
 from inferd.common.settings import Settings, load_settings
 from inferd.reloading.child import ChildReloads
+from inferd.reloading.reload import open_reloader
 from inferd.reloading.sources.local import content_hash
 from tests.fakes import StalledRegistry, write_model
 from tests.support import clean_env
@@ -25,8 +28,8 @@ Env = Callable[..., Settings]
 
 @pytest.fixture
 def child_env(monkeypatch: pytest.MonkeyPatch, state_dir: Path, model_path: Path) -> Env:
-    """Put settings in this process's environment (the child reads them from there)
-    and return the parsed Settings."""
+    """Put settings in this process's environment and return the parsed Settings (the
+    child receives them from ChildReloads, rendered; the script test reads them here)."""
 
     def apply(**variables: str) -> Settings:
         env = clean_env(**{"INFERD_STATE_DIR": str(state_dir), "MODEL_SOURCE": "local",
@@ -109,3 +112,28 @@ def test_a_worker_reloads_without_importing_mlflow(child_env: Env, model_path: P
                           timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip() == "[]"
+
+
+def test_the_child_gets_its_parents_settings_not_the_environment(
+        child_env: Env, make_settings: Callable[..., Settings], model_path: Path,
+        state_dir: Path, tmp_path: Path, forests: tuple[Any, Any],
+        capfd: pytest.CaptureFixture[str]) -> None:
+    """Settings built in code reach the child as they are; the shell's variables,
+    here pointing elsewhere, do not. The request's correlation id reaches it too."""
+    child_env(MODEL_PATH=str(tmp_path / "nowhere.pkl"),
+              INFERD_STATE_DIR=str(tmp_path / "elsewhere"))
+    settings = make_settings(log_level="info")
+    write_model(model_path, forests[0])
+    open_reloader(settings)  # creates the store; a stray staging dir to repair:
+    (state_dir / "slots" / ".staging-leftover").mkdir()
+    token = logs.correlation_id.set("req-42")
+    try:
+        result = ChildReloads(settings).run()
+    finally:
+        logs.correlation_id.reset(token)
+    assert (result.status, result.generation) == ("reloaded", 1)
+    assert open_reloader(settings).store.current_generation() == 1
+    assert not (tmp_path / "elsewhere").exists()
+    repaired = [json.loads(line) for line in capfd.readouterr().err.splitlines()
+                if '"Slot store repaired"' in line]
+    assert [line["correlation_id"] for line in repaired] == ["req-42"]

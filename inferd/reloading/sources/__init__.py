@@ -51,9 +51,4 @@ def make_source(settings: Settings) -> Source:
         return LocalSource(settings.model_path)
     from inferd.reloading.sources.mlflow import MlflowSource
 
-    return MlflowSource(
-        tracking_uri=settings.tracking_uri,
-        name=settings.mlflow_model_name,
-        selector=settings.selector,
-        cache_dir=settings.cache_dir,
-    )
+    return MlflowSource(settings)

@@ -1,11 +1,17 @@
 """The `mlflow` source: a registered model picked by version, alias or stage.
 
-`resolve` asks the registry which concrete version the selector names right now;
-`fetch` then downloads that version only (never "whatever the alias says now"), so
-an alias moved mid-reload cannot mix two versions. Downloads go through a cache
-under MODEL_CACHE_DIR keyed by name, version and run id, filled atomically.
+`resolve` asks the registry which concrete version the selector names right now
+(`inferd.reloading.resolver`, the same resolution the auto-refresh poll and
+/health/ use: over REST for an http(s) tracking server, through MlflowClient
+otherwise); `fetch` then downloads that version only (never "whatever the alias
+says now"), so an alias moved mid-reload cannot mix two versions. Downloads go
+through a cache under MODEL_CACHE_DIR keyed by name, version and run id, filled
+atomically.
 
-mlflow is imported lazily: only the process doing a reload pays for it.
+mlflow is imported lazily: only the process doing a reload pays for it. Its HTTP
+calls are bounded by MLFLOW_HTTP_REQUEST_* (declared in inferd.common.settings with
+inferd's defaults, 15 s and 2 retries: MLflow's own, 120 s and 7 retries with
+backoff, would hold a reload for many minutes against a dead server).
 """
 
 from __future__ import annotations
@@ -13,98 +19,69 @@ from __future__ import annotations
 import os
 import shutil
 import uuid
-import warnings
 from pathlib import Path
-from typing import Any
 
 from inferd.common.errors import SourceError
+from inferd.common.selector import version_uri
+from inferd.common.settings import Settings
+from inferd.reloading.registry_mlflow import mlflow_client
+from inferd.reloading.resolver import open_registry, resolve
 from inferd.reloading.sources import Resolved, redact_uri
-
-# Bounded registry calls: MLflow's defaults (120 s, 7 retries with backoff) would
-# hold a reload for many minutes against a dead server.
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "15")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
-os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-
-
-def _client(tracking_uri: str) -> Any:
-    from mlflow.tracking import MlflowClient
-
-    return MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
 
 
 class MlflowSource:
     kind = "mlflow"
 
-    def __init__(
-        self, tracking_uri: str, name: str, selector: tuple[str, str], cache_dir: Path
-    ) -> None:
-        self.tracking_uri = tracking_uri
-        self.shown_uri = redact_uri(tracking_uri)
-        self.name = name
-        self.selector = selector
-        self.cache_dir = cache_dir
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tracking_uri = settings.tracking_uri
+        self.shown_uri = redact_uri(self.tracking_uri)
+        self.name = settings.mlflow_model_name
+        self.selector = settings.selector
+        self.cache_dir = settings.cache_dir
 
     def describe(self) -> str:
-        kind, value = self.selector
-        return f"models:/{self.name}{'@' if kind == 'alias' else '/'}{value}"
+        return self.selector.model_uri(self.name)
 
     def resolve(self) -> Resolved:
         kind, value = self.selector
         try:
-            client = _client(self.tracking_uri)
-            version = self._find_version(client, kind, value)
-            metrics = self._run_metrics(client, version.run_id)
-        except SourceError:
-            raise
-        except Exception as exc:  # mlflow raises many types; all mean "registry said no"
+            version = resolve(open_registry(self.settings), self.name, self.selector)
+            metrics = self._run_metrics(version.run_id)
+        # RegistryRefused / RegistryUnreachable over REST, MLflow's many types through
+        # MlflowClient: for the reload, all mean "the registry gave no model".
+        except Exception as exc:
             raise SourceError(
                 f"registry {self.shown_uri} could not resolve {self.describe()}: "
                 f"{self._short(exc)}"
             ) from exc
-        aliases = list(getattr(version, "aliases", None) or [])
         return Resolved(
             descriptor={
                 "source": "mlflow",
                 "tracking_uri": self.shown_uri,
                 "name": self.name,
-                "version": str(version.version),
+                "version": version.version,
                 "run_id": version.run_id,
                 "model_source": version.source,
             },
-            version=str(version.version),
-            uri=f"models:/{self.name}/{version.version}",
+            version=version.version,
+            uri=version_uri(self.name, version.version),
             stage=(version.current_stage or None) if kind != "alias" else None,
-            alias=value if kind == "alias" else (aliases[0] if aliases else None),
+            alias=value if kind == "alias" else (version.aliases[0] if version.aliases else None),
             metrics=metrics,
         )
-
-    def _find_version(self, client: Any, kind: str, value: str) -> Any:
-        if kind == "version":
-            return client.get_model_version(self.name, value)
-        if kind == "alias":
-            return client.get_model_version_by_alias(self.name, value)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", FutureWarning)  # stages are deprecated, still served
-            found = client.get_latest_versions(self.name, stages=[value])
-        if not found:
-            raise SourceError(
-                f"registered model {self.name!r} has no version in stage {value!r} "
-                f"at {self.shown_uri}"
-            )
-        return found[0]
 
     def _short(self, exc: BaseException) -> str:
         return _short(exc).replace(self.tracking_uri, self.shown_uri)
 
-    @staticmethod
-    def _run_metrics(client: Any, run_id: str | None) -> dict[str, float]:
+    def _run_metrics(self, run_id: str | None) -> dict[str, float]:
         """The run's metrics, best effort: they inform /health/, they never block a reload
         (the run may be deleted, or kept on another tracking server)."""
         if not run_id:
             return {}
         try:
-            return {k: float(v) for k, v in client.get_run(run_id).data.metrics.items()}
+            run = mlflow_client(self.settings).get_run(run_id)
+            return {k: float(v) for k, v in run.data.metrics.items()}
         except Exception:
             return {}
 
@@ -125,7 +102,7 @@ class MlflowSource:
             partial.mkdir(parents=True)
             from mlflow.artifacts import download_artifacts
 
-            location = _client(self.tracking_uri).get_model_version_download_uri(
+            location = mlflow_client(self.settings).get_model_version_download_uri(
                 self.name, d["version"]
             )
             download_artifacts(
