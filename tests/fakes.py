@@ -100,7 +100,7 @@ class StalledRegistry:
 
 
 class FakeRegistry:
-    """A model registry in memory, implementing `inferd.reloading.resolver.ModelRegistry`
+    """A model registry in memory, implementing `inferd.reloading.registry.resolver.ModelRegistry`
     (for the resolver's rules) and served over MLflow's REST routes by `RestStub`."""
 
     shown_uri = "fake://registry"
@@ -111,7 +111,7 @@ class FakeRegistry:
 
     def add(self, name: str, version: int, stage: str = "None", run_id: str = "",
             source: str = "") -> None:
-        from inferd.reloading.resolver import RegistryVersion
+        from inferd.reloading.registry.base import RegistryVersion
 
         self.versions[name, str(version)] = RegistryVersion(
             str(version), run_id, source or f"models:/m-{version}", stage)
@@ -120,7 +120,7 @@ class FakeRegistry:
         self.aliases[name, alias] = str(version)
 
     def _refuse(self, what: str) -> Exception:
-        from inferd.reloading.resolver import RegistryRefused
+        from inferd.reloading.registry.base import RegistryRefused
 
         return RegistryRefused(f"RESOURCE_DOES_NOT_EXIST: {what} not found")
 
@@ -147,7 +147,7 @@ class FakeRegistry:
 
 class RestStub:
     """A `FakeRegistry` behind MLflow's REST routes on a loopback port (the routes
-    `inferd.reloading.registry_rest` calls). Records each request's headers; answers
+    `inferd.reloading.registry.rest` calls). Records each request's headers; answers
     the statuses queued in `fail_next` first. Use as a context manager; `url` is its
     http:// address."""
 
@@ -175,7 +175,7 @@ class RestStub:
 
     def _route(self, method: str, path: str, query: dict[str, str],
                body: dict[str, Any]) -> tuple[int, Any]:
-        from inferd.reloading.resolver import RegistryRefused
+        from inferd.reloading.registry.base import RegistryRefused
 
         api = "/api/2.0/mlflow"
         try:

@@ -5,7 +5,7 @@ A selector is the registry label a reload follows: a pinned `version`, an `alias
 (`champion`) or a `stage` (`Production`, deprecated in MLflow but still served).
 It is a plain value, built from the settings (`Settings.selector`, which applies
 the precedence version > alias > stage) and read by the resolver
-(`inferd.reloading.resolver`), /health/ and the logs.
+(`inferd.reloading.registry.resolver`), /health/ and the logs.
 
     Selector("version", "3").model_uri("iris")       -> models:/iris/3
     Selector("alias", "champion").model_uri("iris")  -> models:/iris@champion

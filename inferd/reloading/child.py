@@ -45,8 +45,8 @@ import threading
 from inferd.common import errors, logs
 from inferd.common.errors import InferdError, ReloadProcessError
 from inferd.common.settings import Settings, child_environment
+from inferd.common.uris import redact_uri
 from inferd.reloading.reload import ReloadResult
-from inferd.reloading.sources import redact_uri
 
 CHILD_MODULE = "inferd.reloading.child_main"
 

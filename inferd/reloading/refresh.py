@@ -41,9 +41,9 @@ from pathlib import Path
 from inferd.common.errors import InferdError, SourceError
 from inferd.common.selector import version_uri
 from inferd.common.settings import Settings
-from inferd.reloading.registry import check_registry
+from inferd.common.uris import redact_uri
+from inferd.reloading.registry.health import check_registry
 from inferd.reloading.reload import ReloadRunner
-from inferd.reloading.sources import redact_uri
 from inferd.store.layout import StateLayout
 from inferd.store.slots import SlotStore
 
@@ -89,7 +89,7 @@ def peek_version(settings: Settings) -> str | None:
     """The version the source names now, if that is cheap to learn in this process;
     None when only a reload can tell (SQLite registry). Raises SourceError when the
     source cannot be asked. For a registry, `check_registry` resolves the selector with
-    `inferd.reloading.resolver`, as the reload will."""
+    `inferd.reloading.registry.resolver`, as the reload will."""
     if settings.model_source == "local":
         from inferd.reloading.sources.local import LocalSource
 
@@ -141,6 +141,12 @@ def _read_record(path: Path, target: str) -> str | None:
         return None
     version = record.get("version")
     return str(version) if version is not None else None
+
+
+def jittered(delay: float, draw: float) -> float:
+    """`delay` moved by up to JITTER either way; `draw` is uniform in [0, 1). Workers
+    that started together then do not all try the lock and the registry at once."""
+    return delay * (1 + JITTER * (2 * draw - 1))
 
 
 class LeaderLock:
@@ -288,7 +294,7 @@ class RefreshLeader:
         os.replace(tmp, self.record_path)
 
     def _jittered(self, delay: float) -> float:
-        return delay * (1 + JITTER * (2 * self.rng() - 1))
+        return jittered(delay, self.rng())
 
     # -- the thread -------------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 
 from inferd.common.errors import ReloadBusyError, StoreError
 from inferd.common.settings import Settings, env_name
-from inferd.reloading.sources import Resolved, Source
+from inferd.reloading.sources.base import Resolved, Source
 from inferd.reloading.validate import validate_staged
 from inferd.store.generation import GenerationCounter
 from inferd.store.slots import SlotStore

@@ -2,7 +2,7 @@
 `/health/` never waits on the registry.
 
 One `RegistryProbe` per gunicorn worker, owned by its `WorkerService`: a daemon thread
-runs `inferd.reloading.registry.check_registry` every INFERD_REGISTRY_PROBE_SECONDS
+runs `inferd.reloading.registry.health.check_registry` every INFERD_REGISTRY_PROBE_SECONDS
 and keeps the last answer; `/health/` only reads it.
 """
 
@@ -14,7 +14,7 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from inferd.common.settings import Settings
-from inferd.reloading.registry import RegistryHealth, check_registry
+from inferd.reloading.registry.health import RegistryHealth, check_registry
 
 log = logging.getLogger("inferd.registry")
 

@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from inferd.common.errors import NoModelError
+from inferd.common.uris import redact_uri
 from inferd.model.loaded import LoadedModel
 from inferd.reloading.refresh import refresh_status
-from inferd.reloading.registry import RegistryHealth
-from inferd.reloading.sources import redact_uri
+from inferd.reloading.registry.health import RegistryHealth
 from inferd.serving.service import WorkerService
 
 REFRESH_STATUS_TTL_SECONDS = 1.0
@@ -92,7 +92,7 @@ class HealthCheck:
             "model_uri": manifest.get("uri"),  # the model serving here
             "registry_version": registry.registry_version,  # what the selector names now
             "tracking_uri": redact_uri(self.settings.tracking_uri),
-            "selector": {"kind": selector[0], "value": selector[1]},
+            "selector": {"kind": selector.kind, "value": selector.value},
             "auto_refresh": self._refresh_status(),
         }
 

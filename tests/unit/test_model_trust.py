@@ -17,8 +17,8 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from inferd.common.errors import BadRequestError, ModelLoadError
+from inferd.common.uris import redact_uri
 from inferd.model.artifact import Artifact, check_trees, load_estimator
-from inferd.reloading.sources import redact_uri
 from inferd.web.codecs.native import decode
 from tests.fakes import iris_forest
 

@@ -14,7 +14,13 @@ from typing import Any
 import pytest
 
 from inferd.common.settings import Settings
-from inferd.reloading.refresh import LeaderLock, RefreshLeader, refresh_mode, refresh_status
+from inferd.reloading.refresh import (
+    LeaderLock,
+    RefreshLeader,
+    jittered,
+    refresh_mode,
+    refresh_status,
+)
 from inferd.reloading.reload import open_reloader
 from inferd.reloading.sources.local import content_hash
 from tests.fakes import ConstantModel, write_model
@@ -122,10 +128,7 @@ def test_a_pinned_version_only_bootstraps(make_settings: Callable[..., Settings]
     local.lock.release()
 
 
-def test_jitter_stays_within_ten_percent(make_settings: Callable[..., Settings]) -> None:
-    settings = make_settings(auto_refresh_seconds=10.0)
-    reloader = open_reloader(settings)
-    low = RefreshLeader(settings, reloader, reloader.store, rng=lambda: 0.0)
-    high = RefreshLeader(settings, reloader, reloader.store, rng=lambda: 0.999999)
-    assert low._jittered(10.0) == pytest.approx(9.0)
-    assert high._jittered(10.0) == pytest.approx(11.0, abs=1e-4)
+def test_jitter_stays_within_ten_percent() -> None:
+    assert jittered(10.0, 0.0) == pytest.approx(9.0)
+    assert jittered(10.0, 0.999999) == pytest.approx(11.0, abs=1e-4)
+    assert jittered(10.0, 0.5) == pytest.approx(10.0)

@@ -15,7 +15,7 @@ from falcon import testing
 
 from inferd.app import create_app
 from inferd.common.settings import Settings
-from inferd.reloading.registry import check_registry
+from inferd.reloading.registry.health import check_registry
 from inferd.reloading.reload import Reloader, open_reloader
 from inferd.serving.registry_probe import RegistryProbe
 from inferd.serving.service import WorkerService

@@ -97,7 +97,7 @@ def test_a_worker_reloads_without_importing_mlflow(child_env: Env, model_path: P
     script = (
         "import sys, dataclasses; from falcon import testing; from inferd.app import create_app; "
         "from inferd.serving.service import WorkerService; "
-        "from inferd.reloading.registry import check_registry; "
+        "from inferd.reloading.registry.health import check_registry; "
         "from inferd.common.settings import load_settings; s = load_settings(); "
         "c = testing.TestClient(create_app(WorkerService.open(s).start())); "
         "r = c.simulate_post('/admin/reload'); assert r.status_code == 200, r.text; "

@@ -15,9 +15,10 @@ from inferd.common.errors import SourceError
 from inferd.common.selector import Selector
 from inferd.common.settings import SETTINGS, Settings
 from inferd.reloading.refresh import peek_version
-from inferd.reloading.registry import check_registry
-from inferd.reloading.registry_rest import RestRegistry
-from inferd.reloading.resolver import RegistryRefused, RegistryUnreachable, resolve
+from inferd.reloading.registry.base import RegistryRefused, RegistryUnreachable
+from inferd.reloading.registry.health import check_registry
+from inferd.reloading.registry.resolver import resolve
+from inferd.reloading.registry.rest import RestRegistry
 from inferd.reloading.sources.mlflow import MlflowSource
 from tests.fakes import FakeRegistry, RestStub
 
@@ -134,7 +135,7 @@ def test_mlflow_client_resolves_a_sqlite_registry(make_settings: Callable[..., S
     rules; and the HTTP bounds it sets for MLflow come from the settings."""
     from mlflow.tracking import MlflowClient
 
-    from inferd.reloading.registry_mlflow import MlflowRegistry
+    from inferd.reloading.registry.client import MlflowRegistry
 
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     client = MlflowClient(tracking_uri=uri, registry_uri=uri)

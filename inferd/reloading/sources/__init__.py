@@ -10,38 +10,10 @@ label that moves between them cannot mix two versions:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, Protocol
-
 from inferd.common.settings import Settings
+from inferd.reloading.sources.base import Resolved, Source
 
-
-@dataclass(frozen=True)
-class Resolved:
-    descriptor: dict[str, Any]
-    version: str
-    uri: str
-    stage: str | None = None
-    alias: str | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
-
-
-class Source(Protocol):
-    kind: str
-
-    def resolve(self) -> Resolved: ...
-
-    def fetch(self, resolved: Resolved, dest: Path) -> None: ...
-
-
-def redact_uri(uri: str) -> str:
-    """The URI without credentials (`https://user:pw@host` -> `https://***@host`),
-    for anything shown to a client or written to a log or a manifest."""
-    scheme, sep, rest = uri.partition("://")
-    if sep and "@" in rest.split("/", 1)[0]:
-        return f"{scheme}://***@{rest.split('@', 1)[1]}"
-    return uri
+__all__ = ["Resolved", "Source", "make_source"]
 
 
 def make_source(settings: Settings) -> Source:

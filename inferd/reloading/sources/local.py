@@ -12,7 +12,7 @@ import shutil
 from pathlib import Path
 
 from inferd.common.errors import SourceError
-from inferd.reloading.sources import Resolved
+from inferd.reloading.sources.base import Resolved
 from inferd.store.slots import file_sha256, tree_files
 
 

@@ -1,7 +1,7 @@
 """The `mlflow` source: a registered model picked by version, alias or stage.
 
 `resolve` asks the registry which concrete version the selector names right now
-(`inferd.reloading.resolver`, the same resolution the auto-refresh poll and
+(`inferd.reloading.registry.resolver`, the same resolution the auto-refresh poll and
 /health/ use: over REST for an http(s) tracking server, through MlflowClient
 otherwise); `fetch` then downloads that version only (never "whatever the alias
 says now"), so an alias moved mid-reload cannot mix two versions. Downloads go
@@ -24,9 +24,10 @@ from pathlib import Path
 from inferd.common.errors import SourceError
 from inferd.common.selector import version_uri
 from inferd.common.settings import Settings
-from inferd.reloading.registry_mlflow import mlflow_client
-from inferd.reloading.resolver import open_registry, resolve
-from inferd.reloading.sources import Resolved, redact_uri
+from inferd.common.uris import redact_uri
+from inferd.reloading.registry.client import mlflow_client
+from inferd.reloading.registry.resolver import open_registry, resolve
+from inferd.reloading.sources.base import Resolved
 
 
 class MlflowSource:

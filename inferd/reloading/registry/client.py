@@ -1,5 +1,5 @@
 """MLflow's model registry through `MlflowClient`: the implementation of
-`inferd.reloading.resolver.ModelRegistry` for tracking URIs other than http(s)
+`inferd.reloading.registry.resolver.ModelRegistry` for tracking URIs other than http(s)
 (the embedded SQLite registry, databricks...), and the client the MLflow source
 downloads artifacts with.
 
@@ -14,8 +14,8 @@ import warnings
 from typing import Any
 
 from inferd.common.settings import Settings, mlflow_environment
-from inferd.reloading.resolver import RegistryVersion
-from inferd.reloading.sources import redact_uri
+from inferd.common.uris import redact_uri
+from inferd.reloading.registry.base import RegistryVersion
 
 
 def mlflow_client(settings: Settings) -> Any:

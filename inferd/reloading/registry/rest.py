@@ -1,5 +1,5 @@
 """MLflow's model registry over its REST API, with `requests`: one implementation of
-`inferd.reloading.resolver.ModelRegistry`, and the server-version probe of /health/.
+`inferd.reloading.registry.resolver.ModelRegistry`, and the server-version probe of /health/.
 
 No MLflow import: gunicorn workers use it (the registry probe, the refresh poll)
 without paying for MLflow, and a reload uses it for http(s) tracking URIs, so the
@@ -20,8 +20,8 @@ from __future__ import annotations
 from typing import Any
 
 from inferd.common.settings import Settings
-from inferd.reloading.resolver import RegistryRefused, RegistryUnreachable, RegistryVersion
-from inferd.reloading.sources import redact_uri
+from inferd.common.uris import redact_uri
+from inferd.reloading.registry.base import RegistryRefused, RegistryUnreachable, RegistryVersion
 
 _REST = "/api/2.0/mlflow"
 # Retried like MLflow retries its own calls (mlflow/utils/request_utils.py): the

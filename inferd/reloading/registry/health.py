@@ -6,8 +6,8 @@ One `RegistryProbe` per gunicorn worker (inferd.serving.registry_probe) calls
 the last answer; `/health/` only reads it. The auto-refresh poll
 (inferd.reloading.refresh) calls it too, to learn cheaply whether the registry
 names a new version. No MLflow import: for an HTTP tracking server the check is
-the server's version plus the selector resolved by `inferd.reloading.resolver`
-over REST (`registry_rest.RestRegistry`), the same resolution a reload does; for
+the server's version plus the selector resolved by `inferd.reloading.registry.resolver`
+over REST (`inferd.reloading.registry.rest.RestRegistry`), the same resolution a reload does; for
 the embedded SQLite registry, a read-only open of the database file (the server
 version is then the installed MLflow client's, and the version it names is unknown
 until a reload resolves it).
@@ -29,9 +29,10 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from inferd.common.settings import Settings
-from inferd.reloading.registry_rest import RestRegistry
-from inferd.reloading.resolver import RegistryRefused, RegistryUnreachable, is_rest_uri, resolve
-from inferd.reloading.sources import redact_uri
+from inferd.common.uris import redact_uri
+from inferd.reloading.registry.base import RegistryRefused, RegistryUnreachable
+from inferd.reloading.registry.resolver import is_rest_uri, resolve
+from inferd.reloading.registry.rest import RestRegistry
 
 log = logging.getLogger("inferd.registry")
 

@@ -1,6 +1,6 @@
 """Which registered version does a `Selector` name? Answered in one place, for all three
 askers: a reload (`inferd.reloading.sources.mlflow`), the auto-refresh poll and
-/health/ (both through `inferd.reloading.registry.check_registry`). Written once
+/health/ (both through `inferd.reloading.registry.health.check_registry`). Written once
 against `ModelRegistry`, so the poll and the reload cannot disagree on the rules:
 
 - `version` -> that version; `alias` -> the version the alias points at;
@@ -9,10 +9,10 @@ against `ModelRegistry`, so the poll and the reload cannot disagree on the rules
 
 Two implementations of the interface:
 
-- `inferd.reloading.registry_rest.RestRegistry`: MLflow's REST API over `requests`,
+- `inferd.reloading.registry.rest.RestRegistry`: MLflow's REST API over `requests`,
   for http(s) tracking URIs. No MLflow import, so gunicorn workers use it (/health/,
   the refresh poll), and so does the reload for those URIs.
-- `inferd.reloading.registry_mlflow.MlflowRegistry`: `MlflowClient`, for the other
+- `inferd.reloading.registry.client.MlflowRegistry`: `MlflowClient`, for the other
   URIs (SQLite, databricks...). Imports MLflow: only in a reload process (the reload
   child, or the CLI's `reload --direct`).
 
@@ -21,46 +21,11 @@ Two implementations of the interface:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol
 from urllib.parse import urlparse
 
 from inferd.common.selector import Selector
 from inferd.common.settings import Settings
-
-
-class RegistryUnreachable(Exception):
-    """No usable answer: connection refused, timeout, 5xx, missing database file."""
-
-
-class RegistryRefused(Exception):
-    """The registry answered, but cannot resolve the configured model selector."""
-
-
-@dataclass(frozen=True)
-class RegistryVersion:
-    """One registered model version, as either implementation reports it. Fields keep
-    the registry's own values (`current_stage` may be MLflow's "None" string)."""
-
-    version: str
-    run_id: str | None = None
-    source: str | None = None
-    current_stage: str | None = None
-    aliases: tuple[str, ...] = ()
-
-
-class ModelRegistry(Protocol):
-    """The three registry calls selection needs. Implementations raise
-    RegistryUnreachable / RegistryRefused (REST) or MLflow's own errors (MlflowClient;
-    the reload turns those into SourceError)."""
-
-    shown_uri: str  # the tracking URI without credentials
-
-    def get_version(self, name: str, version: str) -> RegistryVersion: ...
-
-    def get_by_alias(self, name: str, alias: str) -> RegistryVersion: ...
-
-    def latest_in_stage(self, name: str, stage: str) -> list[RegistryVersion]: ...
+from inferd.reloading.registry.base import ModelRegistry, RegistryRefused, RegistryVersion
 
 
 def resolve(registry: ModelRegistry, name: str, selector: Selector) -> RegistryVersion:
@@ -91,11 +56,11 @@ def open_registry(settings: Settings) -> ModelRegistry:
     (MLFLOW_HTTP_REQUEST_*). Called in a reload process only: for a URI other than
     http(s), this imports MLflow."""
     if is_rest_uri(settings.tracking_uri):
-        from inferd.reloading.registry_rest import RestRegistry
+        from inferd.reloading.registry.rest import RestRegistry
 
         return RestRegistry(settings, timeout=settings.mlflow_http_request_timeout,
                             retries=settings.mlflow_http_request_max_retries,
                             backoff=settings.mlflow_http_request_backoff_factor)
-    from inferd.reloading.registry_mlflow import MlflowRegistry
+    from inferd.reloading.registry.client import MlflowRegistry
 
     return MlflowRegistry(settings)
