@@ -15,8 +15,8 @@ request finds the model ready. It owns:
 A service that is never started has no threads: tests build one with a `Reloader`
 as its runner (reloads in the test's own process) and drive it directly.
 When the state directory cannot be opened, the service still builds, with no holder
-and no runner and the reason in `unavailable_reason`: the worker answers 503 and
-`/health/` says why, instead of failing to boot in a loop.
+and no runner (the reason is logged): the worker answers 503 "Model manager
+unavailable" instead of failing to boot in a loop.
 """
 
 from __future__ import annotations
@@ -40,13 +40,11 @@ log = logging.getLogger("inferd.service")
 
 class WorkerService:
     def __init__(self, settings: Settings, holder: ModelHolder | None,
-                 runner: ReloadRunner | None, probe: RegistryProbe,
-                 unavailable_reason: str | None = None) -> None:
+                 runner: ReloadRunner | None, probe: RegistryProbe) -> None:
         self.settings = settings
         self.holder = holder
         self.runner = runner
         self.probe = probe
-        self.unavailable_reason = unavailable_reason
         self._watcher: SlotWatcher | None = None
         self._leader: RefreshLeader | None = None
 
@@ -60,7 +58,7 @@ class WorkerService:
             reloader.try_reconcile()  # a worker that died mid-reload may have left a flip
         except InferdError as exc:
             log.error("Model manager not ready at worker start", extra={"error": str(exc)})
-            return cls(settings, None, None, probe, unavailable_reason=str(exc))
+            return cls(settings, None, None, probe)
         holder = ModelHolder(reloader.store, reloader.counter, settings.allow_pickle,
                              on_loaded=_announce,
                              sklearn_large_batches=settings.sklearn_large_batches)
