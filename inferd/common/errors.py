@@ -76,6 +76,11 @@ class ServiceUnavailableError(InferdError):
     """This worker could not open the state directory at start, so it has no model
     manager: it can neither predict nor reload (see the worker's log for why)."""
 
+    MESSAGE = "Model manager unavailable"
+
+    def __init__(self) -> None:
+        super().__init__(self.MESSAGE)
+
 
 class ForbiddenError(InferdError):
     """An admin request came without the admin token, or with a wrong one."""

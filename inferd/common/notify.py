@@ -26,7 +26,7 @@ import logging
 import os
 import socket
 
-log = logging.getLogger("inferd.common.notify")
+log = logging.getLogger("inferd.notify")
 
 _claimed: str | None = None
 _was_claimed = False

@@ -20,7 +20,6 @@ from __future__ import annotations
 from typing import Literal, NamedTuple
 
 SelectorKind = Literal["version", "alias", "stage"]
-KINDS: tuple[SelectorKind, ...] = ("version", "alias", "stage")
 
 
 class Selector(NamedTuple):

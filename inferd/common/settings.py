@@ -230,6 +230,10 @@ class Settings:
         "MLFLOW_TRACKING_SERVER_CERT_PATH", _optional_path, "",
         "CA bundle to verify the MLflow server's certificate with (MLflow's own variable).",
         "system CAs", mlflow=True)
+    mlflow_tracking_client_cert_path: Path | None = _setting(
+        "MLFLOW_TRACKING_CLIENT_CERT_PATH", _optional_path, "",
+        "Client certificate (with its key) for an MLflow server that asks for mutual TLS "
+        "(MLflow's own variable).", "unset", mlflow=True)
     mlflow_model_name: str = _setting(
         "MLFLOW_MODEL_NAME", _text, "iris-model",
         "Registered model name.")

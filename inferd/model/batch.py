@@ -31,7 +31,7 @@ import numpy as np
 from inferd.common.errors import InferdError
 from inferd.model.compiled.compile import CompiledModel
 
-log = logging.getLogger("inferd.model.batch")
+log = logging.getLogger("inferd.batch")
 
 LARGE_BATCH_WORK = 4000.0  # rows x mean leaf depth where scikit-learn starts to win
 

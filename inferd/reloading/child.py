@@ -85,7 +85,9 @@ class ChildReloads:
 
     def _call(self, args: list[str]) -> ReloadResult:
         if cid := logs.correlation_id.get():
-            args = [*args, "--correlation-id", cid]
+            # One argument: a client's id may start with "-", which argparse would take
+            # for an option of its own.
+            args = [*args, f"--correlation-id={cid}"]
         proc = subprocess.Popen(
             [sys.executable, "-m", CHILD_MODULE, *args],
             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=None,

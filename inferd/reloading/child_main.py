@@ -29,7 +29,7 @@ from inferd.common import logs
 from inferd.common.errors import InferdError
 from inferd.common.settings import Settings, load_settings
 
-log = logging.getLogger("inferd.reloading.child")
+log = logging.getLogger("inferd.reload_child")
 
 # The child's own alarm goes off this long after the parent's deadline.
 _SELF_DESTRUCT_MARGIN_SECONDS = 10

@@ -47,7 +47,7 @@ from inferd.reloading.reload import ReloadRunner
 from inferd.store.layout import StateLayout
 from inferd.store.slots import SlotStore
 
-log = logging.getLogger("inferd.reloading.refresh")
+log = logging.getLogger("inferd.refresh")
 
 BOOTSTRAP_RETRY_SECONDS = 10.0
 MAX_BACKOFF_FACTOR = 8
@@ -212,6 +212,7 @@ class RefreshLeader:
         self.target = source_target(settings)
         self.failures = 0
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     # -- one round --------------------------------------------------------------------------
 
@@ -300,11 +301,16 @@ class RefreshLeader:
 
     def start(self) -> RefreshLeader:
         """Start this worker's refresh thread (in the worker, after the fork)."""
-        threading.Thread(target=self._loop, name="inferd-refresh", daemon=True).start()
+        self._thread = threading.Thread(target=self._loop, name="inferd-refresh", daemon=True)
+        self._thread.start()
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the thread; once it has, this worker no longer holds the leader lock. A
+        round under way (a reload child) is waited for up to `timeout` seconds."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         # A short random first wait: the workers of a fresh start do not all race at once.

@@ -29,7 +29,7 @@ from inferd.reloading.validate import validate_staged
 from inferd.store.generation import GenerationCounter
 from inferd.store.slots import SlotStore
 
-log = logging.getLogger("inferd.reloading.reload")
+log = logging.getLogger("inferd.reload")
 
 STEPS = ("resolved", "fetched", "validated", "renamed", "flipped", "bumped")
 

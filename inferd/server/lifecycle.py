@@ -12,6 +12,7 @@ INFERD_RELOAD_TIMEOUT. When a slot exists, start never waits on the registry.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import glob
 import logging
 import os
@@ -24,7 +25,7 @@ from inferd.common.settings import Settings, env_name
 from inferd.reloading import refresh
 from inferd.store.layout import StateLayout
 
-log = logging.getLogger("inferd.server.lifecycle")
+log = logging.getLogger("inferd.lifecycle")
 
 
 # The directory `prepare_metrics_dir` emptied: master-process state, set once in
@@ -87,7 +88,10 @@ def on_starting(server: Any, settings: Settings) -> None:
         reloader = open_reloader(settings)
         reloader.reconcile()
         has_slot = reloader.store.current_generation() is not None
-        prepare_metrics_dir(settings)
+        # The workers load their settings after this export; the master's first-fetch
+        # child gets the same value from these.
+        settings = dataclasses.replace(settings,
+                                       prometheus_multiproc_dir=prepare_metrics_dir(settings))
     except (InferdError, OSError) as exc:
         # One line that says what is wrong, then exit 2 (bad configuration), no traceback.
         log.critical("State directory unusable: %s", exc, extra={"event": "startup_failed"})

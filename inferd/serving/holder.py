@@ -24,7 +24,7 @@ from inferd.model.loaded import LoadedModel, load_slot
 from inferd.store.generation import GenerationCounter
 from inferd.store.slots import SlotStore
 
-log = logging.getLogger("inferd.serving.holder")
+log = logging.getLogger("inferd.holder")
 
 RETRY_AFTER_FAILURE_SECONDS = 5.0
 

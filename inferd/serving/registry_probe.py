@@ -28,6 +28,7 @@ class RegistryProbe:
         self.check = check
         self._latest = RegistryHealth("unknown", "not checked yet")
         self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
 
     def latest(self) -> RegistryHealth:
         return self._latest
@@ -50,14 +51,18 @@ class RegistryProbe:
     def start(self) -> RegistryProbe:
         """Start the background checks (in a worker, after the fork)."""
         if self.settings.model_source == "mlflow":
-            threading.Thread(target=self._loop, name="inferd-registry-probe",
-                             daemon=True).start()
+            self._thread = threading.Thread(target=self._loop, name="inferd-registry-probe",
+                                            daemon=True)
+            self._thread.start()
         else:
             self._latest = self.check(self.settings)
         return self
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 5.0) -> None:
+        """End the background checks; waits for a check under way (a few seconds)."""
         self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
 
     def _loop(self) -> None:
         while not self._stop.is_set():

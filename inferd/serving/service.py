@@ -8,9 +8,10 @@ request finds the model ready. It owns:
 - the `ModelHolder` (the model this worker serves, kept in step with the counter);
 - the reload runner the admin endpoints and auto-refresh use (in a worker, each
   reload runs in a child process: `inferd.reloading.child`);
-- three background threads, started by `start()` and ended by `stop()`: the slot
-  watcher, the registry probe behind `/health/`, and this worker's candidacy for
-  auto-refresh leader.
+- its background threads, started by `start()` and ended by `stop()`: the slot
+  watcher, the registry probe behind `/health/` (MLflow source only), and this
+  worker's candidacy for auto-refresh leader (which ends by itself when there is
+  nothing to poll).
 
 A service that is never started has no threads: tests build one with a `Reloader`
 as its runner (reloads in the test's own process) and drive it directly.
@@ -35,7 +36,7 @@ from inferd.serving.registry_probe import RegistryProbe
 from inferd.serving.watcher import SlotWatcher
 from inferd.store.slots import SlotStore
 
-log = logging.getLogger("inferd.service")
+log = logging.getLogger("inferd.app")
 
 
 class WorkerService:
@@ -45,6 +46,7 @@ class WorkerService:
         self.holder = holder
         self.runner = runner
         self.probe = probe
+        self._started = False
         self._watcher: SlotWatcher | None = None
         self._leader: RefreshLeader | None = None
 
@@ -73,7 +75,10 @@ class WorkerService:
         return self.holder.store if self.holder is not None else None
 
     def start(self) -> WorkerService:
-        """Start the background threads (in the worker, after the fork)."""
+        """Start the background threads (in the worker, after the fork); once."""
+        if self._started:
+            return self
+        self._started = True
         if self.holder is not None:
             self._watcher = SlotWatcher(self.holder).start()
         self.probe.start()
@@ -82,7 +87,9 @@ class WorkerService:
         return self
 
     def stop(self) -> None:
-        """Stop the threads `start()` started (the refresh leader lets go of its lock)."""
+        """Stop the threads `start()` started and wait for them to end (the refresh
+        leader lets go of its lock). For tests and tools that build a service in a
+        process that goes on; a gunicorn worker's threads are daemons that end with it."""
         if self._watcher is not None:
             self._watcher.stop()
         self.probe.stop()

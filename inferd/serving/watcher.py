@@ -17,7 +17,7 @@ import weakref
 
 from inferd.serving.holder import ModelHolder
 
-log = logging.getLogger("inferd.serving.watcher")
+log = logging.getLogger("inferd.watcher")
 
 INTERVAL_SECONDS = 0.05
 

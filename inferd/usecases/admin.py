@@ -14,7 +14,7 @@ from __future__ import annotations
 import hmac
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from inferd.common import metrics
@@ -40,7 +40,7 @@ _MAX_DETAIL = 500
 class Caller:
     """Who asked, for the audit line; `token` is what they sent (never logged)."""
 
-    token: str | None
+    token: str | None = field(repr=False)
     remote_addr: str | None = None
     forwarded_for: str | None = None
 
@@ -66,7 +66,7 @@ class Admin:
                action: Callable[[ReloadRunner], ReloadResult]) -> ReloadResult:
         self._authorize(event, caller)
         if self.runner is None:
-            raise ServiceUnavailableError("Model manager unavailable")
+            raise ServiceUnavailableError
         try:
             result = action(self.runner)
         except _PASSED_THROUGH as exc:

@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from inferd.common.errors import NoModelError
+from inferd.common.errors import NoModelError, ServiceUnavailableError
 from inferd.common.uris import redact_uri
 from inferd.model.loaded import LoadedModel
 from inferd.reloading.refresh import refresh_status
@@ -71,7 +71,7 @@ class HealthCheck:
         """The model this worker answers with, and the error to show beside it."""
         holder = self.service.holder
         if holder is None:
-            return None, "Model manager unavailable"
+            return None, ServiceUnavailableError.MESSAGE
         try:
             model = holder.current()
         except NoModelError as exc:

@@ -31,9 +31,15 @@ class Predict:
         # None: the worker could not open the state directory (WorkerService says why).
         self.holder = holder
 
+    def check_available(self) -> None:
+        """Raise before a request's body is read when this worker cannot predict at
+        all, so that such a worker answers 503 whatever it is sent."""
+        if self.holder is None:
+            raise ServiceUnavailableError
+
     def __call__(self, rows: np.ndarray) -> Prediction:
         if self.holder is None:
-            raise ServiceUnavailableError("Model manager unavailable")
+            raise ServiceUnavailableError
         model = self.holder.current()  # one reference for the whole request
         values = model.predict(rows)
         metrics.PREDICTED_ROWS.inc(len(rows))

@@ -77,7 +77,10 @@ _SCHEMAS: dict[str, Any] = {
                 "properties": {
                     "status": {"type": "string"},
                     "server_version": {"type": ["string", "null"]},
-                    "verified_at": {"type": ["string", "number", "null"]},
+                    "verified_at": {"type": ["string", "null"], "format": "date-time",
+                                    "description": "last good check, ISO-8601 UTC"},
+                    "checked_at": {"type": ["string", "null"], "format": "date-time",
+                                   "description": "last check, ISO-8601 UTC"},
                     "model_uri": {"type": ["string", "null"]},
                 },
             },

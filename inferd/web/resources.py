@@ -24,6 +24,7 @@ class PredictResource:
         self.max_rows = max_rows
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        self.predict.check_available()
         rows = native.decode(read_body(req, self.max_body), self.max_rows)
         prediction = self.predict(rows)
         resp.data = native.encode(prediction.values, prediction.version)

@@ -220,6 +220,10 @@ def test_unusable_state_dir_means_manager_unavailable(
     assert resp.status_code == 503
     assert resp.json == {"detail": "Model manager unavailable"}
     assert predict(client).status_code == 503
+    # Whatever the body: this worker cannot predict, so it does not parse one either.
+    for body in (b"{", b"x" * 2_000_000):
+        answer = client.simulate_post("/predict/", body=body)
+        assert (answer.status_code, answer.json) == (503, {"detail": "Model manager unavailable"})
 
 
 def test_token_never_appears_in_responses_or_logs(
@@ -264,3 +268,10 @@ def test_wrong_method_answers_405_in_the_detail_shape(settings: Settings) -> Non
     resp = client_for(settings).simulate_get("/admin/reload")
     assert resp.status_code == 405
     assert set(resp.json) == {"detail"}
+
+
+def test_the_admin_caller_never_shows_its_token() -> None:
+    from inferd.usecases.admin import Caller
+
+    caller = Caller(token=TOKEN, remote_addr="10.0.0.7")
+    assert TOKEN not in repr(caller) and TOKEN not in str(caller.audit_fields())

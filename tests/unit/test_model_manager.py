@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -251,3 +252,26 @@ def test_watcher_ends_when_its_holder_is_gone(
     del holder
     gc.collect()
     assert watcher.wait_ended(5)
+
+
+def test_a_started_service_stops_its_threads(make_settings: Callable[..., Settings],
+                                             model_path: Path, forests: tuple[Any, Any]) -> None:
+    """start() starts the slot watcher and the refresh candidate, once; stop() ends
+    them. A service never started has no thread."""
+    import threading
+
+    from inferd.serving.service import WorkerService
+
+    write_model(model_path, forests[0])
+    settings = make_settings(auto_refresh_seconds=30.0)
+    reloader = open_reloader(settings)
+    reloader.run()
+    before = set(threading.enumerate())
+    service = WorkerService.open(settings, runner=reloader)
+    assert set(threading.enumerate()) <= before
+    service.start()
+    service.start()  # a second call starts nothing more
+    started = set(threading.enumerate()) - before
+    assert sorted(t.name for t in started) == ["inferd-refresh", "inferd-slot-watcher"]
+    service.stop()
+    assert not any(t.is_alive() for t in started)

@@ -80,7 +80,7 @@ def test_polls_follow_the_source_and_keep_a_manual_rollback(
 
     write_model(model_path, ConstantModel(2))
     v2 = content_hash(model_path)[:12]
-    with caplog.at_level(logging.INFO, logger="inferd.reloading.refresh"):
+    with caplog.at_level(logging.INFO, logger="inferd.refresh"):
         assert leader.tick() == INTERVAL
     applied = [r for r in caplog.records if r.getMessage() == "Automatic model reload applied"]
     assert len(applied) == 1

@@ -114,10 +114,11 @@ def test_a_worker_reloads_without_importing_mlflow(child_env: Env, model_path: P
     assert done.stdout.strip() == "[]"
 
 
+@pytest.mark.parametrize("cid", ["req-42", "-looks-like-an-option"])
 def test_the_child_gets_its_parents_settings_not_the_environment(
         child_env: Env, make_settings: Callable[..., Settings], model_path: Path,
         state_dir: Path, tmp_path: Path, forests: tuple[Any, Any],
-        capfd: pytest.CaptureFixture[str]) -> None:
+        capfd: pytest.CaptureFixture[str], cid: str) -> None:
     """Settings built in code reach the child as they are; the shell's variables,
     here pointing elsewhere, do not. The request's correlation id reaches it too."""
     child_env(MODEL_PATH=str(tmp_path / "nowhere.pkl"),
@@ -126,7 +127,7 @@ def test_the_child_gets_its_parents_settings_not_the_environment(
     write_model(model_path, forests[0])
     open_reloader(settings)  # creates the store; a stray staging dir to repair:
     (state_dir / "slots" / ".staging-leftover").mkdir()
-    token = logs.correlation_id.set("req-42")
+    token = logs.correlation_id.set(cid)  # the client chose it: anything at all
     try:
         result = ChildReloads(settings).run()
     finally:
@@ -136,4 +137,4 @@ def test_the_child_gets_its_parents_settings_not_the_environment(
     assert not (tmp_path / "elsewhere").exists()
     repaired = [json.loads(line) for line in capfd.readouterr().err.splitlines()
                 if '"Slot store repaired"' in line]
-    assert [line["correlation_id"] for line in repaired] == ["req-42"]
+    assert [line["correlation_id"] for line in repaired] == [cid]

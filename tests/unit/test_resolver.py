@@ -64,8 +64,7 @@ def test_each_kind_resolves_to_one_version(registry: FakeRegistry, selector: Sel
 
 
 def test_an_empty_stage_is_refused_with_its_name(registry: FakeRegistry) -> None:
-    with pytest.raises(RegistryRefused, match=r"'iris' has no version in stage 'Archived' at "
-                                              r"fake://registry"):
+    with pytest.raises(RegistryRefused, match=r"'iris' has no version in stage 'Archived'$"):
         resolve(registry, NAME, Selector("stage", "Archived"))
 
 
@@ -118,12 +117,12 @@ def test_reload_poll_and_health_agree(make_settings: Callable[..., Settings],
     assert peek_version(settings) == MlflowSource(settings).resolve().version == "5"
 
 
-def test_the_reload_names_the_selector_it_could_not_resolve(
+def test_the_reload_names_the_stage_and_registry_it_found_empty(
         make_settings: Callable[..., Settings], stub: RestStub, mlflow_env: None) -> None:
     settings = make_settings(model_source="mlflow", mlflow_tracking_uri=stub.url,
                              mlflow_model_name=NAME, mlflow_model_stage="Archived")
-    with pytest.raises(SourceError, match=r"could not resolve models:/iris/Archived: .*"
-                                          r"has no version in stage 'Archived'"):
+    with pytest.raises(SourceError, match=r"^registered model 'iris' has no version in stage "
+                                          r"'Archived' at http://127.0.0.1:\d+$"):
         MlflowSource(settings).resolve()
     assert check_registry(settings).status == "error"
 
@@ -159,3 +158,37 @@ def test_mlflow_client_resolves_a_sqlite_registry(make_settings: Callable[..., S
 
     resolved = MlflowSource(settings).resolve()  # stage Production, the default
     assert (resolved.version, resolved.uri) == ("2", "models:/iris/2")
+
+
+@pytest.mark.parametrize(("insecure", "expected"), [(True, False), (False, "/etc/inferd/ca.pem")])
+def test_tls_settings_win_over_the_shells_ca_bundle(
+        stub: RestStub, monkeypatch: pytest.MonkeyPatch, insecure: bool,
+        expected: bool | str) -> None:
+    """requests lets REQUESTS_CA_BUNDLE override a session's `verify`; the registry's
+    own TLS settings must reach every request all the same (as they do in MLflow)."""
+    import requests.adapters
+
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/somewhere/else.pem")
+    seen: list[object] = []
+    send = requests.adapters.HTTPAdapter.send
+
+    def recording_send(self: object, request: object, **kwargs: object) -> object:
+        seen.append(kwargs.get("verify"))
+        return send(self, request, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(requests.adapters.HTTPAdapter, "send", recording_send)
+    settings = Settings(mlflow_tracking_uri=stub.url, mlflow_tracking_insecure_tls=insecure,
+                        mlflow_tracking_server_cert_path=None if insecure
+                        else Path("/etc/inferd/ca.pem"))
+    with RestRegistry(settings, timeout=5) as rest:
+        rest.get_version(NAME, "1")
+    assert seen == [expected]
+
+
+def test_basic_auth_needs_both_user_and_password(stub: RestStub) -> None:
+    """MLflow's precedence: user name and password, else the token."""
+    settings = Settings(mlflow_tracking_uri=stub.url, mlflow_tracking_username="alice",
+                        mlflow_tracking_token="t0ken")
+    with RestRegistry(settings, timeout=5) as rest:
+        rest.get_version(NAME, "1")
+    assert stub.requests[-1]["Authorization"] == "Bearer t0ken"

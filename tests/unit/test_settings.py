@@ -207,7 +207,8 @@ def _every_setting_changed(tmp_path: Path) -> Settings:
         model_cache_dir=tmp_path / "dl", mlflow_tracking_uri="https://mlflow.example",
         mlflow_tracking_token=" t0ken", mlflow_tracking_username="alice",
         mlflow_tracking_password="p w ", mlflow_tracking_insecure_tls=True,
-        mlflow_tracking_server_cert_path=tmp_path / "ca.pem", mlflow_model_name="fraud",
+        mlflow_tracking_server_cert_path=tmp_path / "ca.pem",
+        mlflow_tracking_client_cert_path=tmp_path / "client.pem", mlflow_model_name="fraud",
         mlflow_model_stage="Staging", mlflow_model_version="7", mlflow_model_alias="champion",
         auto_refresh_seconds=2.5, reload_timeout=30, mlflow_http_request_timeout=5,
         mlflow_http_request_max_retries=0, mlflow_http_request_backoff_factor=3,
@@ -273,5 +274,6 @@ def test_mlflow_defaults_bound_a_reload() -> None:
     assert mlflow_environment(Settings()) == {
         "MLFLOW_TRACKING_TOKEN": None, "MLFLOW_TRACKING_USERNAME": None,
         "MLFLOW_TRACKING_PASSWORD": None, "MLFLOW_TRACKING_INSECURE_TLS": "false",
-        "MLFLOW_TRACKING_SERVER_CERT_PATH": None, "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
+        "MLFLOW_TRACKING_SERVER_CERT_PATH": None, "MLFLOW_TRACKING_CLIENT_CERT_PATH": None,
+        "MLFLOW_HTTP_REQUEST_TIMEOUT": "15",
         "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "2", "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1"}

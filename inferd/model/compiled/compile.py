@@ -26,7 +26,7 @@ from inferd.model.compiled.pipeline import Steps, compile_steps
 from inferd.model.compiled.trees import SUPPORTED as TREES
 from inferd.model.compiled.trees import TreeEnsemble, compile_trees
 
-log = logging.getLogger("inferd.model.compiled")
+log = logging.getLogger("inferd.compiled")
 
 VERIFY_ROWS = 512
 

@@ -127,7 +127,7 @@ class TreeEnsemble:
     def _check(self) -> tuple[int, float]:
         """Refuse arrays whose indices could read out of bounds or loop; return the
         depth of the deepest tree (levels a traversal must take) and the mean depth of
-        a leaf (what a batch costs, see `inferd.model.compiled.batch`)."""
+        a leaf (what a batch costs, see `inferd.model.batch`)."""
         nodes = len(self.feature)
         roots = np.asarray(self.roots)
         if (nodes == 0 or self.children.shape != (nodes, 2) or len(self.threshold) != nodes

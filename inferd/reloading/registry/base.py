@@ -17,6 +17,11 @@ class RegistryRefused(Exception):
     """The registry answered, but cannot resolve the configured model selector."""
 
 
+class NoVersionInStage(RegistryRefused):
+    """The stage a selector names holds no version of the model (a complete answer,
+    which a reload shows as it is rather than as an error of the registry's)."""
+
+
 @dataclass(frozen=True)
 class RegistryVersion:
     """One registered model version, as either implementation reports it. Fields keep
@@ -41,3 +46,6 @@ class ModelRegistry(Protocol):
     def get_by_alias(self, name: str, alias: str) -> RegistryVersion: ...
 
     def latest_in_stage(self, name: str, stage: str) -> list[RegistryVersion]: ...
+
+    def close(self) -> None:
+        """Release connections; the registry is not used after this."""

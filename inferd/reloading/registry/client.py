@@ -1,5 +1,5 @@
 """MLflow's model registry through `MlflowClient`: the implementation of
-`inferd.reloading.registry.resolver.ModelRegistry` for tracking URIs other than http(s)
+`inferd.reloading.registry.base.ModelRegistry` for tracking URIs other than http(s)
 (the embedded SQLite registry, databricks...), and the client the MLflow source
 downloads artifacts with.
 
@@ -46,6 +46,9 @@ class MlflowRegistry:
 
     def get_by_alias(self, name: str, alias: str) -> RegistryVersion:
         return _version(self.client.get_model_version_by_alias(name, alias))
+
+    def close(self) -> None:
+        """Nothing to release: MlflowClient opens a connection per call."""
 
     def latest_in_stage(self, name: str, stage: str) -> list[RegistryVersion]:
         with warnings.catch_warnings():

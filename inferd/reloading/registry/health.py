@@ -21,7 +21,6 @@ probe); `not_used` (MODEL_SOURCE=local).
 from __future__ import annotations
 
 import importlib.metadata
-import logging
 import sqlite3
 import time
 from dataclasses import dataclass
@@ -33,8 +32,6 @@ from inferd.common.uris import redact_uri
 from inferd.reloading.registry.base import RegistryRefused, RegistryUnreachable
 from inferd.reloading.registry.resolver import is_rest_uri, resolve
 from inferd.reloading.registry.rest import RestRegistry
-
-log = logging.getLogger("inferd.registry")
 
 PROBE_TIMEOUT_SECONDS = 3.0
 
@@ -84,9 +81,9 @@ def check_registry(settings: Settings, timeout: float = PROBE_TIMEOUT_SECONDS) -
     scheme = urlparse(uri).scheme
     try:
         if is_rest_uri(uri):
-            registry = RestRegistry(settings, timeout)
-            server_version = registry.server_version()
-            found = resolve(registry, settings.mlflow_model_name, settings.selector)
+            with RestRegistry(settings, timeout) as registry:
+                server_version = registry.server_version()
+                found = resolve(registry, settings.mlflow_model_name, settings.selector)
             return RegistryHealth("ok", None, server_version, found.version, now, now)
         if scheme == "sqlite":
             _check_sqlite(uri, timeout)

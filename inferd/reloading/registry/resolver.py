@@ -25,7 +25,7 @@ from urllib.parse import urlparse
 
 from inferd.common.selector import Selector
 from inferd.common.settings import Settings
-from inferd.reloading.registry.base import ModelRegistry, RegistryRefused, RegistryVersion
+from inferd.reloading.registry.base import ModelRegistry, NoVersionInStage, RegistryVersion
 
 
 def resolve(registry: ModelRegistry, name: str, selector: Selector) -> RegistryVersion:
@@ -36,8 +36,8 @@ def resolve(registry: ModelRegistry, name: str, selector: Selector) -> RegistryV
         return registry.get_by_alias(name, selector.value)
     found = registry.latest_in_stage(name, selector.value)
     if not found:
-        raise RegistryRefused(f"registered model {name!r} has no version in stage "
-                              f"{selector.value!r} at {registry.shown_uri}")
+        raise NoVersionInStage(f"registered model {name!r} has no version in stage "
+                               f"{selector.value!r}")
     return max(found, key=_version_order)
 
 

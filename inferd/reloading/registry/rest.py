@@ -1,5 +1,5 @@
 """MLflow's model registry over its REST API, with `requests`: one implementation of
-`inferd.reloading.registry.resolver.ModelRegistry`, and the server-version probe of /health/.
+`inferd.reloading.registry.base.ModelRegistry`, and the server-version probe of /health/.
 
 No MLflow import: gunicorn workers use it (the registry probe, the refresh poll)
 without paying for MLflow, and a reload uses it for http(s) tracking URIs, so the
@@ -44,14 +44,21 @@ class RestRegistry:
         self.shown_uri = redact_uri(uri)
         self.timeout = timeout
         self.session = requests.Session()
-        if settings.mlflow_tracking_token:
-            self.session.headers["Authorization"] = f"Bearer {settings.mlflow_tracking_token}"
-        if settings.mlflow_tracking_username:
+        # MLflow's precedence (mlflow/utils/rest_utils.py): basic auth when both a user
+        # name and a password are set, else the bearer token.
+        if settings.mlflow_tracking_username and settings.mlflow_tracking_password:
             self.session.auth = (settings.mlflow_tracking_username,
-                                 settings.mlflow_tracking_password or "")
-        cert = settings.mlflow_tracking_server_cert_path
-        self.session.verify = (False if settings.mlflow_tracking_insecure_tls
-                               else str(cert) if cert else True)
+                                 settings.mlflow_tracking_password)
+        elif settings.mlflow_tracking_token:
+            self.session.headers["Authorization"] = f"Bearer {settings.mlflow_tracking_token}"
+        ca_bundle = settings.mlflow_tracking_server_cert_path
+        # Passed with every request, not set on the session: requests lets
+        # REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE override a session's `verify`
+        # (Session.merge_environment_settings), which would undo MLFLOW_TRACKING_INSECURE_TLS.
+        self.verify: bool | str = (False if settings.mlflow_tracking_insecure_tls
+                                   else str(ca_bundle) if ca_bundle else True)
+        client_cert = settings.mlflow_tracking_client_cert_path
+        self.cert = str(client_cert) if client_cert else None
         if retries:
             retry = Retry(total=retries, backoff_factor=backoff, allowed_methods=None,
                           status_forcelist=_RETRY_STATUSES, raise_on_status=False)
@@ -59,12 +66,21 @@ class RestRegistry:
             self.session.mount("http://", adapter)
             self.session.mount("https://", adapter)
 
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self) -> RestRegistry:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
         import requests
 
         try:
             resp = self.session.request(method, self.base + path, timeout=self.timeout,
-                                        **kwargs)
+                                        verify=self.verify, cert=self.cert, **kwargs)
         except requests.Timeout:
             raise RegistryUnreachable(
                 f"{self.shown_uri} did not answer within {self.timeout:g}s") from None

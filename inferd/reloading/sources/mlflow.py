@@ -16,6 +16,7 @@ backoff, would hold a reload for many minutes against a dead server).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -25,6 +26,7 @@ from inferd.common.errors import SourceError
 from inferd.common.selector import version_uri
 from inferd.common.settings import Settings
 from inferd.common.uris import redact_uri
+from inferd.reloading.registry.base import NoVersionInStage
 from inferd.reloading.registry.client import mlflow_client
 from inferd.reloading.registry.resolver import open_registry, resolve
 from inferd.reloading.sources.base import Resolved
@@ -47,8 +49,11 @@ class MlflowSource:
     def resolve(self) -> Resolved:
         kind, value = self.selector
         try:
-            version = resolve(open_registry(self.settings), self.name, self.selector)
+            with contextlib.closing(open_registry(self.settings)) as registry:
+                version = resolve(registry, self.name, self.selector)
             metrics = self._run_metrics(version.run_id)
+        except NoVersionInStage as exc:
+            raise SourceError(f"{exc} at {self.shown_uri}") from exc
         # RegistryRefused / RegistryUnreachable over REST, MLflow's many types through
         # MlflowClient: for the reload, all mean "the registry gave no model".
         except Exception as exc:
