@@ -1,0 +1,136 @@
+"""The native tree kernel: one compiled loop for every tree model inferd serves.
+
+Every compiled tree model (single trees, forests, scikit-learn's gradient boosting and
+histogram gradient boosting) is the same node table (`inferd.compiled.trees` documents
+the arrays); `accumulate` walks it for a batch of rows and adds each tree's leaf to the
+rows' raw scores. It is compiled with numba once, eagerly, for the one signature below
+(read-only arrays: the slot's memory-mapped files), when this module is imported: in
+the gunicorn master before it forks (`inferd.preload`), so the workers share the
+machine code and never compile. Measured on the 2-core development VM (README,
+"Performance"): import and compile take about 1 s and 130 MB RSS in the master; each
+forked worker adds a few MB of PSS.
+
+Equal to the training library bit for bit because it adds the same float64 numbers in
+the same order: for each (row, output column) the trees in model order, starting from
+the baseline the caller put in `out`. The loop is tree-major inside blocks of rows, so
+one tree's nodes stay in cache while a block of rows goes through it; the order of the
+additions into any one `out[row, column]` is still the trees' order.
+
+Split rule of a node, as scikit-learn's `_apply_dense` (sklearn/tree/_tree.pyx) and
+`_predict_one_from_raw_data` (sklearn/ensemble/_hist_gradient_boosting/_predictor.pyx):
+NaN goes the node's missing-value direction; a categorical node (`cat_node >= 0`) sends a
+category in its left bitset left, another known category right, and a negative or
+unknown one the missing-value direction; a numeric node goes left when x <= threshold.
+The caller passes inputs already rounded to float32 where the library rounds them.
+
+Safety: the kernel does no bounds checks; `trees.TreeEnsemble` checks every index of
+the arrays once, when a slot is opened, and the caller checks the rows' width.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from typing import Any
+
+
+def _import_numba() -> Any:
+    # numba's __init__ imports scipy only to check its version (numba/__init__.py,
+    # `_ensure_critical_deps`, which passes when scipy is absent). A worker never needs
+    # scipy, so it is hidden while numba is imported unless something imported it first.
+    if "scipy" in sys.modules:
+        import numba
+
+        return numba
+    sys.modules["scipy"] = None  # type: ignore[assignment]
+    try:
+        import numba
+    finally:
+        del sys.modules["scipy"]
+    return numba
+
+
+numba = _import_numba()
+_types = numba.types
+
+BLOCK = 64  # rows that go through one tree before the next tree: fits L1 with the tree
+BITSET_WORDS = 8  # 256 categories a bitset row, as scikit-learn's HGB bitsets
+
+
+def _ro(dtype: Any, ndim: int) -> Any:
+    return _types.Array(dtype, ndim, "C", readonly=True)
+
+
+SIGNATURE = _types.void(
+    _ro(_types.float64, 2),   # x: rows (rounded to float32 where the library does)
+    _ro(_types.intp, 2),      # children: (nodes, 2) left, right; a leaf points to itself
+    _ro(_types.intp, 1),      # feature
+    _ro(_types.float64, 1),   # threshold
+    _ro(_types.boolean, 1),   # missing_left: where NaN (and unknown categories) go
+    _ro(_types.boolean, 1),   # leaf
+    _ro(_types.intp, 1),      # roots: each tree's first node
+    _ro(_types.intp, 1),      # tree_column: the output column of each one-value tree
+    _ro(_types.float64, 2),   # values: (nodes, width) a leaf's contribution
+    _ro(_types.intp, 1),      # cat_node: bitset row of a categorical node, else -1
+    _ro(_types.uint32, 2),    # left_bits: (m, 8) categories that go left
+    _ro(_types.intp, 1),      # cat_feature_row: row of a feature's known categories
+    _ro(_types.uint32, 2),    # known_bits: (categorical features, 8)
+    _types.Array(_types.float64, 2, "C"),  # out: (rows, columns), holds the baseline
+)
+
+
+@numba.njit(nogil=True, cache=False, inline="always")
+def _in_bitset(bits: Any, row: int, value: int) -> bool:
+    return (bits[row, value >> 5] >> (value & 31)) & 1 == 1
+
+
+@numba.njit(SIGNATURE, nogil=True, cache=False)
+def accumulate(x: Any, children: Any, feature: Any, threshold: Any, missing_left: Any,
+               leaf: Any, roots: Any, tree_column: Any, values: Any, cat_node: Any,
+               left_bits: Any, cat_feature_row: Any, known_bits: Any,
+               out: Any) -> None:  # pragma: no cover (compiled; tested through callers)
+    n_rows = x.shape[0]
+    width = values.shape[1]
+    one_value = width == 1 and out.shape[1] > 1
+    categorical = cat_node.shape[0] > 0
+    for start in range(0, n_rows, BLOCK):
+        stop = min(n_rows, start + BLOCK)
+        for t in range(roots.shape[0]):
+            root = roots[t]
+            column = tree_column[t] if one_value else 0
+            for i in range(start, stop):
+                node = root
+                while not leaf[node]:
+                    v = x[i, feature[node]]
+                    if v != v:  # NaN
+                        left = missing_left[node]
+                    elif categorical and cat_node[node] >= 0:
+                        if v < 0.0 or v >= 256.0:
+                            left = missing_left[node]
+                        else:
+                            c = int(v)
+                            if _in_bitset(left_bits, cat_node[node], c):
+                                left = True
+                            elif _in_bitset(known_bits, cat_feature_row[feature[node]], c):
+                                left = False
+                            else:
+                                left = missing_left[node]
+                    else:
+                        left = v <= threshold[node]
+                    node = children[node, 0] if left else children[node, 1]
+                if one_value:
+                    out[i, column] += values[node, 0]
+                else:
+                    for k in range(width):
+                        out[i, k] += values[node, k]
+
+
+@numba.njit(_types.void(_ro(_types.float64, 1), _types.Array(_types.float64, 1, "C")),
+            nogil=True, cache=False)
+def expit(x: Any, out: Any) -> None:  # pragma: no cover (compiled)
+    """scipy.special.expit, as scipy computes it: 1 / (1 + exp(-x)) with the C
+    library's exp (scipy's xsf/log_exp.h). numpy's own vectorised exp differs from it
+    in the last bit for about 2% of inputs, so it cannot stand in; numba's math.exp
+    calls the same C library function, which the unit tests check bit for bit."""
+    for i in range(x.shape[0]):
+        out[i] = 1.0 / (1.0 + math.exp(-x[i]))
