@@ -39,8 +39,7 @@ def create_app(settings: Settings, reloader: Reloader | None = None,
         reloader = reloader or open_reloader(settings)
         reloader.try_reconcile()  # a worker that died mid-reload may have left a flip unbumped
         holder = ModelHolder(reloader.store, reloader.counter, settings.allow_pickle,
-                             on_loaded=_announce,
-                             sklearn_large_batches=settings.sklearn_large_batches)
+                             on_loaded=_announce)
         if watch:
             SlotWatcher(holder).start()  # loads each new slot before a request needs it
         holder.current()  # warm: load the serving slot before the first request

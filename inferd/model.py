@@ -54,6 +54,15 @@ SKOPS_TRUSTED_TYPES = frozenset({
     "sklearn.metrics._dist_metrics.MinkowskiDistance64",
     "sklearn.metrics._dist_metrics.ChebyshevDistance64",
 })
+# Trusted only in the process doing a reload, only to compile the model: a
+# HistGradientBoosting* with categorical features keeps functools.partial(check_array)
+# in its preprocessor (`BaseHistGradientBoosting._preprocess_X`). Its compiled form
+# needs neither; a worker never loads such a file, and if it does not compile, the
+# reload fails naming them (inferd.validate).
+COMPILE_ONLY_TRUSTED_TYPES = frozenset({
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
+})
 PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle"}
 _SUFFIX_FORMATS = {
     ".skops": "skops",
@@ -119,7 +128,19 @@ def _input_example(model_dir: Path) -> list[list[float]] | None:
     return rows.tolist() if rows.ndim == 2 and rows.size else None
 
 
-def load_estimator(artifact: Artifact, allow_pickle: bool) -> Any:
+class UntrustedTypesError(ModelLoadError):
+    """A skops file names types outside the trust list."""
+
+    def __init__(self, message: str, refused: list[str]) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+    @property
+    def compile_only(self) -> bool:
+        return set(self.refused) <= COMPILE_ONLY_TRUSTED_TYPES
+
+
+def load_estimator(artifact: Artifact, allow_pickle: bool, to_compile: bool = False) -> Any:
     """Deserialize the estimator; raise ModelLoadError saying why it cannot be."""
     if artifact.format in PICKLE_FORMATS and not allow_pickle:
         raise ModelLoadError(
@@ -133,7 +154,7 @@ def load_estimator(artifact: Artifact, allow_pickle: bool) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("error", InconsistentVersionWarning)
         try:
-            return _deserialize(artifact)
+            return _deserialize(artifact, to_compile)
         except InconsistentVersionWarning as exc:
             raise ModelLoadError(
                 f"scikit-learn version mismatch: the model was saved with "
@@ -148,17 +169,17 @@ def load_estimator(artifact: Artifact, allow_pickle: bool) -> Any:
             ) from exc
 
 
-def _deserialize(artifact: Artifact) -> Any:
+def _deserialize(artifact: Artifact, to_compile: bool) -> Any:
     if artifact.format == "skops":
         import skops.io
 
+        trusted = SKOPS_TRUSTED_TYPES | (COMPILE_ONLY_TRUSTED_TYPES if to_compile else set())
         untrusted = skops.io.get_untrusted_types(file=artifact.path)
-        refused = [t for t in untrusted if t not in SKOPS_TRUSTED_TYPES]
+        refused = [t for t in untrusted if t not in trusted]
         if refused:
-            raise ModelLoadError(
+            raise UntrustedTypesError(
                 f"{artifact.path.name} contains types inferd does not trust: "
-                f"{', '.join(refused[:5])}"
-            )
+                f"{', '.join(refused[:5])}", refused)
         return skops.io.load(artifact.path, trusted=untrusted)
     if artifact.format == "cloudpickle":
         import cloudpickle
@@ -216,6 +237,7 @@ class LoadedModel:
             "generation": self.generation,
             "format": m.get("artifact", {}).get("format"),
             "form": self.form,
+            "fallback_reason": m.get("fallback_reason"),
             "estimator": m.get("estimator") or type(self.estimator).__name__,
             "n_features": self.n_features,
             "published_at": m.get("published_at"),
@@ -223,32 +245,31 @@ class LoadedModel:
         }
 
 
-def load_model_dir(model_dir: Path, allow_pickle: bool) -> tuple[Artifact, Any]:
+def load_model_dir(model_dir: Path, allow_pickle: bool,
+                   to_compile: bool = False) -> tuple[Artifact, Any]:
     """Locate, deserialize and tree-check the model in a slot's `model/` directory:
-    the one set of rules for the reloading process and for every worker."""
+    the one set of rules for the reloading process and for every worker (`to_compile`:
+    the reloading process, also trusting COMPILE_ONLY_TRUSTED_TYPES)."""
     artifact = locate_artifact(model_dir)
-    estimator = load_estimator(artifact, allow_pickle)
+    estimator = load_estimator(artifact, allow_pickle, to_compile)
     check_trees(estimator)
     return artifact, estimator
 
 
-def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool,
-              sklearn_large_batches: bool = True) -> LoadedModel:
+def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> LoadedModel:
     """Verify a published slot's files against its manifest, then load its model:
     the compiled form when the slot has one, else the estimator."""
     # Every file, including a model file the compiled form does not read: a damaged slot
-    # is refused whole, and large batches may load that file later (inferd.batch).
+    # is refused whole.
     verify_files(slot_dir, manifest)
     if manifest.get("form") == "compiled":
-        from inferd.batch import BatchRouter
         from inferd.compiled.compile import load_compiled
 
         compiled = load_compiled(slot_dir)
         return LoadedModel(
             generation=int(manifest["generation"]),
             manifest=manifest,
-            estimator=BatchRouter(compiled, slot_dir / "model", allow_pickle,
-                                  enabled=sklearn_large_batches),
+            estimator=compiled,
             n_features=compiled.n_features,
             form="compiled",
         )

@@ -173,9 +173,6 @@ SETTINGS: tuple[Setting, ...] = (
             "Published slots kept on disk (at least 2: the current and the previous)."),
     Setting("allow_pickle", "INFERD_ALLOW_PICKLE", _flag, "true",
             "Load pickle / joblib / cloudpickle models from the configured source."),
-    Setting("sklearn_large_batches", "INFERD_SKLEARN_LARGE_BATCHES", _flag, "true",
-            "Large batches on a compiled tree model use scikit-learn's compiled loop (loaded "
-            "in that worker on first need) where it beats numpy; false keeps workers lean."),
     Setting("log_level", "INFERD_LOG_LEVEL", _choice("debug", "info", "warning", "error"),
             "info", "Log level of the JSON logs."),
     Setting("access_log", "INFERD_ACCESS_LOG", _flag, "true",
@@ -209,7 +206,6 @@ class Settings:
     max_rows: int = 10_000
     slot_retention: int = 3
     allow_pickle: bool = True
-    sklearn_large_batches: bool = True
     log_level: str = "info"
     access_log: bool = True
 
