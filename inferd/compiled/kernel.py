@@ -29,30 +29,34 @@ the arrays once, when a slot is opened, and the caller checks the rows' width.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import sys
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 
 
-def _import_numba() -> Any:
-    # numba's __init__ imports scipy only to check its version (numba/__init__.py,
-    # `_ensure_critical_deps`, which passes when scipy is absent). A worker never needs
-    # scipy, so it is hidden while numba is imported unless something imported it first.
+@contextlib.contextmanager
+def _scipy_hidden() -> Iterator[None]:
+    """numba imports scipy where it can: its __init__ to check scipy's version and, while
+    compiling, numba.np.linalg for scipy's BLAS (`ensure_blas`); both carry on without
+    it. The kernel needs no BLAS and a worker never needs scipy, so it is hidden while
+    numba loads and compiles, unless something in this process imported it already."""
     if "scipy" in sys.modules:
-        import numba
-
-        return numba
+        yield
+        return
     sys.modules["scipy"] = None  # type: ignore[assignment]
     try:
-        import numba
+        yield
     finally:
         del sys.modules["scipy"]
-    return numba
 
 
-numba = _import_numba()
+with _scipy_hidden():
+    import numba
+
 _types = numba.types
 
 # Rows that go through one tree before the next: a tree's nodes stay in L1 while the
@@ -83,12 +87,10 @@ SIGNATURE = _types.void(
 )
 
 
-@numba.njit(nogil=True, cache=False, inline="always")
 def _in_bitset(bits: Any, row: Any, value: Any) -> bool:
     return (bits[row, value >> np.uintp(5)] >> (value & np.uintp(31))) & 1 == 1
 
 
-@numba.njit(SIGNATURE, nogil=True, cache=False)
 def accumulate(x: Any, children: Any, feature: Any, threshold: Any, missing_left: Any,
                leaf: Any, roots: Any, tree_column: Any, values: Any, cat_node: Any,
                left_bits: Any, cat_feature_row: Any, known_bits: Any,
@@ -134,8 +136,6 @@ def accumulate(x: Any, children: Any, feature: Any, threshold: Any, missing_left
                         out[i, np.uintp(k)] += values[node, np.uintp(k)]
 
 
-@numba.njit(_types.void(_ro(_types.float64, 1), _types.Array(_types.float64, 1, "C")),
-            nogil=True, cache=False)
 def expit(x: Any, out: Any) -> None:  # pragma: no cover (compiled)
     """scipy.special.expit, as scipy computes it: 1 / (1 + exp(-x)) with the C
     library's exp (scipy's xsf/log_exp.h). numpy's own vectorised exp differs from it
@@ -143,3 +143,11 @@ def expit(x: Any, out: Any) -> None:  # pragma: no cover (compiled)
     calls the same C library function, which the unit tests check bit for bit."""
     for i in range(x.shape[0]):
         out[i] = 1.0 / (1.0 + math.exp(-x[i]))
+
+
+# Compiled here, eagerly, for their one signature each: at import, in the master.
+with _scipy_hidden():
+    _in_bitset = numba.njit(nogil=True, cache=False, inline="always")(_in_bitset)
+    accumulate = numba.njit(SIGNATURE, nogil=True, cache=False)(accumulate)
+    expit = numba.njit(_types.void(_ro(_types.float64, 1), _types.Array(_types.float64, 1, "C")),
+                       nogil=True, cache=False)(expit)
