@@ -5,8 +5,9 @@ the same rules a worker uses (`inferd.model`) and answer a smoke prediction on t
 model's own input example, or on one row of zeros of the right width. A failure
 raises ModelLoadError and the staged slot is thrown away; the old slot stays current.
 A skops file that names types inferd trusts only to compile (`inferd.model`) must
-compile, or the reload fails. A model that passes is then compiled into the staging slot when it can be
-(`inferd.compiled`), so the manifest written next checksums the arrays too.
+compile, or the reload fails. A model that passes is then compiled into the staging
+slot when it can be (`inferd.compiled`), so the manifest written next checksums the
+arrays too.
 """
 
 from __future__ import annotations

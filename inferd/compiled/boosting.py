@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from inferd.compiled.categories import compile_encoder
-from inferd.compiled.format import ArrayWriter, Unsupported
 from inferd.compiled.forests import accepts_nan
+from inferd.compiled.format import ArrayWriter, Unsupported
 from inferd.compiled.trees import Tree, write_table
 
 GB = {"GradientBoostingClassifier", "GradientBoostingRegressor"}

@@ -19,14 +19,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from inferd.compiled import format as fmt
-from inferd.compiled.format import ArrayReader, ArrayWriter, CompiledFormatError, Unsupported
-from inferd.compiled.linear import SUPPORTED as LINEAR
-from inferd.compiled.linear import LinearModel, compile_linear
-from inferd.compiled.pipeline import Steps, compile_steps
 from inferd.compiled.boosting import SUPPORTED as BOOSTING
 from inferd.compiled.boosting import compile_boosting
 from inferd.compiled.forests import SUPPORTED as FORESTS
 from inferd.compiled.forests import compile_forest
+from inferd.compiled.format import ArrayReader, ArrayWriter, CompiledFormatError, Unsupported
+from inferd.compiled.linear import SUPPORTED as LINEAR
+from inferd.compiled.linear import LinearModel, compile_linear
+from inferd.compiled.pipeline import Steps, compile_steps
 from inferd.compiled.trees import TreeEnsemble
 
 log = logging.getLogger("inferd.compiled")
