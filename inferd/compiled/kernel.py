@@ -21,7 +21,7 @@ Split rule of a node, as scikit-learn's `_apply_dense` (sklearn/tree/_tree.pyx) 
 NaN goes the node's missing-value direction; a categorical node (`cat_node >= 0`) sends a
 category in its left bitset left, another known category right, and a negative or
 unknown one the missing-value direction; a numeric node goes left when x <= threshold.
-The caller passes inputs already rounded to float32 where the library rounds them.
+Inputs are rounded to float32 where the library rounds them (`inputs`).
 
 Safety: the kernel does no bounds checks; `trees.TreeEnsemble` checks every index of
 the arrays once, when a slot is opened, and the caller checks the rows' width.
@@ -69,8 +69,15 @@ def _ro(dtype: Any, ndim: int) -> Any:
     return _types.Array(dtype, ndim, "C", readonly=True)
 
 
-SIGNATURE = _types.void(
-    _ro(_types.float64, 2),   # x: rows (rounded to float32 where the library does)
+# What `accumulate` does with the inputs first (`inputs` argument):
+KEEP = 0  # compare them as they are (HistGradientBoosting*: float64, inf and NaN allowed)
+FLOAT32 = 1  # round to float32, refuse NaN, inf and values too large for float32
+FLOAT32_NAN = 2  # round to float32, refuse inf and values too large, allow NaN
+REFUSED = 1  # `accumulate`'s answer when FLOAT32(_NAN) refused the rows
+
+SIGNATURE = _types.int64(
+    _ro(_types.float64, 2),   # x: rows
+    _types.int64,             # inputs: KEEP, FLOAT32 or FLOAT32_NAN
     _ro(_types.intp, 2),      # children: (nodes, 2) left, right; a leaf points to itself
     _ro(_types.intp, 1),      # feature
     _ro(_types.float64, 1),   # threshold
@@ -83,7 +90,8 @@ SIGNATURE = _types.void(
     _ro(_types.uint32, 2),    # left_bits: (m, 8) categories that go left
     _ro(_types.intp, 1),      # cat_feature_row: row of a feature's known categories
     _ro(_types.uint32, 2),    # known_bits: (categorical features, 8)
-    _types.Array(_types.float64, 2, "C"),  # out: (rows, columns), holds the baseline
+    _ro(_types.float64, 1),   # baseline: (columns,) raw score before the first tree
+    _types.Array(_types.float64, 2, "C"),  # out: (rows, columns)
 )
 
 
@@ -91,10 +99,18 @@ def _in_bitset(bits: Any, row: Any, value: Any) -> bool:
     return (bits[row, value >> np.uintp(5)] >> (value & np.uintp(31))) & 1 == 1
 
 
-def accumulate(x: Any, children: Any, feature: Any, threshold: Any, missing_left: Any,
-               leaf: Any, roots: Any, tree_column: Any, values: Any, cat_node: Any,
-               left_bits: Any, cat_feature_row: Any, known_bits: Any,
-               out: Any) -> None:  # pragma: no cover (compiled; tested through callers)
+def accumulate(x: Any, inputs: int, children: Any, feature: Any, threshold: Any,
+               missing_left: Any, leaf: Any, roots: Any, tree_column: Any, values: Any,
+               cat_node: Any, left_bits: Any, cat_feature_row: Any, known_bits: Any,
+               baseline: Any, out: Any) -> int:  # pragma: no cover (compiled)
+    """out = baseline + every tree's leaf for each row of x; REFUSED (out unspecified)
+    when `inputs` refuses a value, as scikit-learn's check_array(dtype=float32) would."""
+    round32 = inputs != KEEP
+    if round32:
+        for value in x.ravel():
+            value32 = np.float32(value)
+            if np.isinf(value32) or (inputs == FLOAT32 and np.isnan(value32)):
+                return REFUSED
     # PERF: indices are cast to unsigned, so numba emits no negative-index wraparound
     # on each array access (15-30% of the loop on forests, measured side by side).
     n_rows = x.shape[0]
@@ -104,6 +120,8 @@ def accumulate(x: Any, children: Any, feature: Any, threshold: Any, missing_left
     zero, one = np.uintp(0), np.uintp(1)
     for start in range(0, n_rows, BLOCK):
         stop = min(n_rows, start + BLOCK)
+        for row in range(start, stop):
+            out[row, :] = baseline
         for t in range(roots.shape[0]):
             root = np.uintp(roots[t])
             column = np.uintp(tree_column[t] if one_value else 0)
@@ -113,6 +131,8 @@ def accumulate(x: Any, children: Any, feature: Any, threshold: Any, missing_left
                 while not leaf[node]:
                     f = np.uintp(feature[node])
                     v = x[i, f]
+                    if round32:  # scikit-learn compares the float32 input in float64
+                        v = np.float64(np.float32(v))
                     if v != v:  # NaN
                         left = missing_left[node]
                     elif categorical and cat_node[node] >= 0:
@@ -134,6 +154,7 @@ def accumulate(x: Any, children: Any, feature: Any, threshold: Any, missing_left
                 else:
                     for k in range(width):
                         out[i, np.uintp(k)] += values[node, np.uintp(k)]
+    return 0
 
 
 def expit(x: Any, out: Any) -> None:  # pragma: no cover (compiled)

@@ -40,7 +40,6 @@ from inferd.compiled.categories import CategoryEncoder
 from inferd.compiled.format import ArrayReader, ArrayWriter, CompiledFormatError, spec_choice
 
 BITSET_WORDS = kernel.BITSET_WORDS
-MAX_ROWS = 1 << 16  # rows a kernel call takes; bounds a request's working memory
 
 
 @dataclass
@@ -148,6 +147,8 @@ class TreeEnsemble:
         self.baseline = np.asarray(baseline, dtype=np.float64)
         self._check()
         self.n_trees = trees
+        self._inputs = (kernel.KEEP if not self.round32 else
+                        kernel.FLOAT32_NAN if self.allow_nan else kernel.FLOAT32)
 
     def _columns(self) -> int:
         if self.combine != "sum":
@@ -222,32 +223,18 @@ class TreeEnsemble:
 
     def raw(self, rows: np.ndarray) -> np.ndarray:
         """The raw scores: per row, the baseline plus every tree's leaf, in tree order."""
-        x = self._inputs(rows)
-        out = np.empty((len(x), self.columns), dtype=np.float64)
-        out[:] = self.baseline
-        # Rows are independent, so a large batch goes in slices: the kernel's
-        # temporaries stay bounded whatever a request holds.
-        for start in range(0, len(x), MAX_ROWS):
-            stop = start + MAX_ROWS
-            kernel.accumulate(x[start:stop], self.children, self.feature, self.threshold,
-                              self.missing_left, self.leaf, self.roots, self.tree_column,
-                              self.values, self.cat_node, self.left_bits,
-                              self.cat_feature_row, self.known_bits, out[start:stop])
-        return out
-
-    def _inputs(self, rows: np.ndarray) -> np.ndarray:
         if self.encoder is not None:
             rows = self.encoder.transform(rows)
-        if self.round32:
-            with np.errstate(over="ignore", invalid="ignore"):  # reported just below
-                as32 = rows.astype(np.float32)
-            finite = np.isfinite(as32)
-            if not finite.all() and (not self.allow_nan or np.isinf(as32).any()):
-                raise ValueError("Input X contains infinity or a value too large for "
-                                 "dtype('float32').")
-            # scikit-learn compares the float32 feature with the float64 threshold.
-            return as32.astype(np.float64)
-        return np.ascontiguousarray(rows, dtype=np.float64)
+        x = np.ascontiguousarray(rows, dtype=np.float64)
+        out = np.empty((len(x), self.columns), dtype=np.float64)
+        if kernel.accumulate(x, self._inputs, self.children, self.feature, self.threshold,
+                             self.missing_left, self.leaf, self.roots, self.tree_column,
+                             self.values, self.cat_node, self.left_bits,
+                             self.cat_feature_row, self.known_bits, self.baseline,
+                             out) == kernel.REFUSED:
+            raise ValueError("Input X contains NaN, infinity or a value too large for "
+                             "dtype('float32').")
+        return out
 
     def predict(self, rows: np.ndarray) -> np.ndarray:
         return outputs.predict(self.output, self.raw(rows), self.n_trees, self.classes)

@@ -237,16 +237,15 @@ def test_a_compiled_form_that_disagrees_is_not_kept(tmp_path: Path) -> None:
     assert not (tmp_path / "compiled").exists()
 
 
-def test_large_batches_in_slices_equal_one_pass(tmp_path: Path, monkeypatch: Any) -> None:
-    from inferd.compiled import trees
+def test_batches_over_several_kernel_blocks(tmp_path: Path) -> None:
+    from inferd.compiled import kernel
 
     x, y = _data(3, 300, 5, 3)
     model = RandomForestClassifier(7, random_state=0).fit(x, y)
     compiled = _compile(tmp_path, model, x)
-    whole = compiled.predict_proba(x)
-    monkeypatch.setattr(trees, "MAX_ROWS", 7)
-    assert np.array_equal(compiled.predict_proba(x), whole)
-    assert np.array_equal(compiled.predict(x), model.predict(x))
+    rows = _data(4, 2 * kernel.BLOCK + 5, 5, 3)[0]
+    assert np.array_equal(compiled.predict_proba(rows), model.predict_proba(rows))
+    assert np.array_equal(compiled.predict(rows), model.predict(rows))
 
 
 def test_compiled_overflow_is_a_bad_request(tmp_path: Path) -> None:
