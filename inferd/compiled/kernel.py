@@ -6,9 +6,9 @@ the arrays); `accumulate` walks it for a batch of rows and adds each tree's leaf
 rows' raw scores. It is compiled with numba once, eagerly, for the one signature below
 (read-only arrays: the slot's memory-mapped files), when this module is imported: in
 the gunicorn master before it forks (`inferd.preload`), so the workers share the
-machine code and never compile. Measured on the 2-core development VM (README,
-"Performance"): import and compile take about 1 s and 130 MB RSS in the master; each
-forked worker adds a few MB of PSS.
+machine code and never compile. Measured on the 2-core development VM
+(`python -m benchmarks.kernel`): numba's import and the compile take about 1 s (0.3 s
+from numba's on-disk cache, see `_compiled`) and 140 MB RSS in the master.
 
 Equal to the training library bit for bit because it adds the same float64 numbers in
 the same order: for each (row, output column) the trees in model order, starting from
@@ -183,11 +183,25 @@ def expit(x: Any, out: Any) -> None:  # pragma: no cover (compiled)
         out[i] = 1.0 / (1.0 + math.exp(-x[i]))
 
 
+def _compiled(fn: Any, signature: Any = None, **options: Any) -> Any:
+    """`fn` compiled by numba, with numba's on-disk cache where it has a writable place
+    for it (`__pycache__` beside this file, else the user's cache directory, or
+    NUMBA_CACHE_DIR): a gunicorn start then loads the machine code in about 0.1 s
+    instead of compiling it for about 1 s (4 s on a loaded 2-core machine). numba keys
+    the cache by this file's timestamp, its own version and the CPU, writes it with an
+    atomic rename, and recompiles on any mismatch. Without a writable place the kernel
+    is compiled at every start."""
+    try:
+        return numba.njit(signature, nogil=True, cache=True, **options)(fn)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(signature, nogil=True, **options)(fn)
+
+
 # Compiled here, eagerly, for their one signature each: at import, in the master.
 with _scipy_hidden():
-    _in_bitset = numba.njit(nogil=True, cache=False, inline="always")(_in_bitset)
-    _rounded = numba.njit(nogil=True, cache=False)(_rounded)
-    _category_goes_left = numba.njit(nogil=True, cache=False)(_category_goes_left)
-    accumulate = numba.njit(SIGNATURE, nogil=True, cache=False)(accumulate)
-    expit = numba.njit(_types.void(_ro(_types.float64, 1), _types.Array(_types.float64, 1, "C")),
-                       nogil=True, cache=False)(expit)
+    _in_bitset = _compiled(_in_bitset, inline="always")
+    _rounded = _compiled(_rounded)
+    _category_goes_left = _compiled(_category_goes_left)
+    accumulate = _compiled(accumulate, SIGNATURE)
+    expit = _compiled(expit, _types.void(_ro(_types.float64, 1),
+                                         _types.Array(_types.float64, 1, "C")))
