@@ -101,6 +101,13 @@ def write_table(trees: list[Tree], writer: ArrayWriter, spec: dict[str, Any]) ->
     return spec
 
 
+# The kernel's signature: an array of another dtype or layout is refused at load, not
+# at the first prediction.
+_KERNEL_DTYPES = {"children": np.intp, "feature": np.intp, "threshold": np.float64,
+                  "missing_left": np.bool_, "leaf": np.bool_, "roots": np.intp,
+                  "tree_column": np.intp, "values": np.float64, "cat_node": np.intp,
+                  "left_bits": np.uint32, "cat_feature_row": np.intp,
+                  "known_bits": np.uint32}
 _EMPTY_INTP = np.zeros(0, dtype=np.intp)
 _EMPTY_BITS = np.zeros((0, BITSET_WORDS), dtype=np.uint32)
 
@@ -158,6 +165,11 @@ class TreeEnsemble:
         return 1
 
     def _check(self) -> None:
+        for name, dtype in _KERNEL_DTYPES.items():
+            array = getattr(self, name)
+            if array.dtype != dtype or not array.flags.c_contiguous:
+                raise CompiledFormatError(f"tree array {name} is {array.dtype}, the kernel "
+                                          f"reads {np.dtype(dtype)} in C order")
         nodes = len(self.feature)
         roots = np.asarray(self.roots)
         if (nodes == 0 or self.children.shape != (nodes, 2) or len(self.threshold) != nodes
@@ -210,6 +222,8 @@ class TreeEnsemble:
     def _check_categories(self, nodes: int, feature: np.ndarray) -> None:
         if len(self.cat_node) == 0:
             return
+        if self.encoder is None:
+            raise CompiledFormatError("categorical splits without the categories' encoder")
         if self.cat_node.shape != (nodes,) or self.left_bits.shape[1:] != (BITSET_WORDS,):
             raise CompiledFormatError("categorical split arrays have the wrong shape")
         split = np.asarray(self.cat_node) >= 0
@@ -226,6 +240,8 @@ class TreeEnsemble:
         if self.encoder is not None:
             rows = self.encoder.transform(rows)
         x = np.ascontiguousarray(rows, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features:  # the kernel reads x unchecked
+            raise ValueError(f"expected rows of {self.n_features} features, got {x.shape}")
         out = np.empty((len(x), self.columns), dtype=np.float64)
         if kernel.accumulate(x, self._inputs, self.children, self.feature, self.threshold,
                              self.missing_left, self.leaf, self.roots, self.tree_column,

@@ -279,3 +279,16 @@ def test_a_format_1_slot_still_loads(tmp_path: Path) -> None:
     header_path.write_text(json.dumps(header))
     with pytest.raises(CompiledFormatError, match="publish the model again"):
         load_compiled(slot)
+
+
+def test_an_array_the_kernel_cannot_read_is_refused_at_load(forest_slot: Path) -> None:
+    """int32 node features, header and file agreeing: refused when the slot is opened,
+    not at the first prediction."""
+    path = forest_slot / "compiled" / "arrays" / "tree_feature.npy"
+    np.save(path, np.load(path).astype(np.int32))
+    header_path = forest_slot / "compiled" / "model.json"
+    header = json.loads(header_path.read_text())
+    header["model"]["arrays"]["feature"]["dtype"] = "<i4"
+    header_path.write_text(json.dumps(header))
+    with pytest.raises(CompiledFormatError, match="the kernel reads"):
+        load_compiled(forest_slot)
