@@ -132,3 +132,22 @@ def test_categorical_hgb_in_skops_compiles_without_trusting_partial(tmp_path: Pa
     facts = validate_staged(model_dir, allow_pickle=False, compile_into=tmp_path)
     assert facts["form"] == "compiled"
     assert np.array_equal(load_compiled(tmp_path).predict_proba(x), model.predict_proba(x))
+
+
+def test_an_uncompilable_model_needing_compile_only_trust_fails_the_reload(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """If such a model does not compile (here: its compiled form is made to disagree),
+    the workers could only serve it by trusting functools.partial: the reload fails,
+    naming the types and why it did not compile."""
+    from inferd.compiled import compile as compile_module
+
+    x, y = _data(1, 300, 3, 2, categorical=1)
+    model = HistGradientBoostingClassifier(max_iter=5, categorical_features=[0]).fit(x, y)
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    skops.io.dump(model, model_dir / "model.skops")
+    monkeypatch.setattr(compile_module, "disagreement", lambda *args: "forced to differ")
+    with pytest.raises(ModelLoadError, match="functools.partial.*trusted only to compile"
+                                             ".*forced to differ"):
+        validate_staged(model_dir, allow_pickle=False, compile_into=tmp_path)
+    assert not (tmp_path / "compiled").exists()
