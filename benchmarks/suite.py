@@ -262,11 +262,12 @@ def main() -> int:
     args = parser.parse_args()
     tools.require_wrk()
     started = time.monotonic()
+    at_start = machine()  # before the run: its load average is the one that matters
     models = prepare(args.cache)
     work = Path(tempfile.mkdtemp(prefix="inferd-suite-"))
     print(f"work directory (logs): {work}", flush=True)
     results = Suite(args, models, work).run()
-    doc: dict[str, Any] = {"machine": machine(), "options": {"quick": args.quick,
+    doc: dict[str, Any] = {"machine": at_start, "options": {"quick": args.quick,
                                              "worker_class": args.worker_class,
                                              "connections": args.connections},
            "large_forest_pickle_mb": round(models.large_pickle_mb, 1),
