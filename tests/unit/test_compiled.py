@@ -93,6 +93,29 @@ def test_trees_equal_sklearn(tmp_path: Path, kind: str, seed: int, features: int
             model[:-1].transform(query) if scaler is not None else query))
 
 
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(kind=st.sampled_from(sorted(TREE_MODELS)), seed=st.integers(0, 10_000),
+       features=st.integers(1, 6), classes=st.integers(2, 4), trees=st.integers(1, 8))
+def test_trees_fitted_with_missing_values_send_nan_their_way(
+        tmp_path: Path, kind: str, seed: int, features: int, classes: int,
+        trees: int) -> None:
+    """Trees learn where NaN goes (missing_go_to_left); the kernel follows each node."""
+    x, y = _data(seed, 150, features, classes)
+    x[np.random.default_rng(seed).random(x.shape) < 0.25] = np.nan
+    params: dict[str, Any] = {"random_state": seed, "max_depth": 8}
+    if not kind.startswith("dt"):
+        params["n_estimators"] = trees
+    if kind.endswith("_r"):
+        y = y * 1.5 + np.nan_to_num(x[:, 0])
+    model = TREE_MODELS[kind](**params).fit(x, y)
+    compiled = _compile(tmp_path, model, x)
+    query = np.vstack([x, np.full((1, features), np.nan)])
+    assert np.array_equal(compiled.predict(query), model.predict(query))
+    if kind.endswith("_c"):
+        assert np.array_equal(compiled.predict_proba(query), model.predict_proba(query))
+
+
 @SETTINGS
 @given(kind=st.sampled_from(["linreg", "ridge", "lasso", "enet", "logreg", "sgd", "svc"]),
        seed=st.integers(0, 10_000), features=st.integers(1, 10), classes=st.integers(2, 5),

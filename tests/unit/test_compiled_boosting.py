@@ -59,19 +59,23 @@ def _check(tmp_path: Path, model: Any, x: np.ndarray, query: np.ndarray) -> None
 @SETTINGS
 @given(seed=st.integers(0, 10_000), features=st.integers(1, 8), classes=st.integers(1, 4),
        trees=st.integers(1, 15), depth=st.integers(1, 6),
-       loss=st.sampled_from(["log_loss", "exponential"]), rate=st.floats(0.01, 1.0))
+       loss=st.sampled_from(["log_loss", "exponential"]), rate=st.floats(0.01, 1.0),
+       init=st.sampled_from([None, "zero"]),
+       regression=st.sampled_from(["squared_error", "absolute_error", "huber", "quantile"]))
 def test_gradient_boosting_equals_sklearn(tmp_path: Path, seed: int, features: int,
                                           classes: int, trees: int, depth: int, loss: str,
-                                          rate: float) -> None:
+                                          rate: float, init: str | None,
+                                          regression: str) -> None:
     x, y = _data(seed, 150, features, max(classes, 2))
     if classes == 1:  # a regressor
         model: Any = GradientBoostingRegressor(n_estimators=trees, max_depth=depth,
-                                               learning_rate=rate, random_state=seed)
+                                               learning_rate=rate, random_state=seed,
+                                               init=init, loss=regression)
         y = y + x[:, 0]
     else:
         model = GradientBoostingClassifier(
             n_estimators=trees, max_depth=depth, learning_rate=rate, random_state=seed,
-            loss=loss if classes == 2 else "log_loss")
+            loss=loss if classes == 2 else "log_loss", init=init)
     model.fit(x, y)
     _check(tmp_path, model, x, np.vstack([x, _data(seed + 1, 100, features, 2)[0]]))
 
