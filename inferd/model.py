@@ -321,6 +321,33 @@ def check_trees(estimator: Any) -> None:
                 f"{type(part).__name__} has tree nodes that point outside the tree "
                 "(corrupt or hostile model file); refusing to load it"
             )
+    for part in _sub_estimators(estimator):
+        for predictor in [p for it in getattr(part, "_predictors", None) or [] for p in it]:
+            _check_hist_predictor(part, predictor)
+
+
+def _check_hist_predictor(part: Any, predictor: Any) -> None:
+    """The same for a HistGradientBoosting* predictor, which scikit-learn indexes
+    without bounds checks too: children after their parent and inside the node array,
+    features and category bitsets in range."""
+    nodes = predictor.nodes
+    count = len(nodes)
+    inner = ~nodes["is_leaf"].astype(bool)
+    index = np.flatnonzero(inner)
+    left, right = nodes["left"][inner].astype(np.int64), nodes["right"][inner].astype(np.int64)
+    categorical = inner & nodes["is_categorical"].astype(bool)
+    ok = (
+        count > 0
+        and bool(((left > index) & (left < count) & (right > index) & (right < count)).all())
+        and bool((nodes["feature_idx"][inner] < int(part.n_features_in_)).all())
+        and bool((nodes["bitset_idx"][categorical]
+                  < len(predictor.raw_left_cat_bitsets)).all())
+    )
+    if not ok:
+        raise ModelLoadError(
+            f"{type(part).__name__} has tree nodes that point outside the tree "
+            "(corrupt or hostile model file); refusing to load it"
+        )
 
 
 def _n_features(estimator: Any) -> int | None:

@@ -155,3 +155,18 @@ def test_an_uncompilable_model_needing_compile_only_trust_fails_the_reload(
                                              ".*forced to differ"):
         validate_staged(model_dir, allow_pickle=False, compile_into=tmp_path)
     assert not (tmp_path / "compiled").exists()
+
+
+def test_a_hostile_hist_gradient_boosting_file_is_refused_before_scikit_learn_reads_it(
+        tmp_path: Path) -> None:
+    """scikit-learn's HGB predictor indexes its nodes unchecked: a node pointing past
+    the array is refused at load, before any prediction (smoke test included)."""
+    x, y = _data(3, 200, 3, 2)
+    model = HistGradientBoostingClassifier(max_iter=3).fit(x, y)
+    nodes = model._predictors[0][0].nodes
+    nodes["left"][0] = 10**6
+    model_dir = tmp_path / "model"
+    model_dir.mkdir()
+    skops.io.dump(model, model_dir / "model.skops")
+    with pytest.raises(ModelLoadError, match="point outside the tree"):
+        load_model_dir(model_dir, allow_pickle=False)
