@@ -27,8 +27,8 @@ SERVING_MODULES = (
     "falcon",
     "inferd.app",
     # Imports numba and compiles the tree kernel (inferd.compiled.kernel), or loads it
-    # from numba's cache: 0.3-1 s and about 110 MB RSS (70 MB of it llvmlite's and
-    # numba's shared libraries), once, shared by every worker instead of paid by each.
+    # from numba's cache: 0.3-1 s and about 110 MB RSS (70 MB of it llvmlite's code,
+    # released again below), once, shared by every worker instead of paid by each.
     "inferd.compiled.compile",
 )
 
@@ -40,6 +40,9 @@ MMAP_THRESHOLD_BYTES = 128 * 1024
 def preload_serving_modules() -> None:
     for name in SERVING_MODULES:
         importlib.import_module(name)
+    from inferd.compiled.kernel import release_compiler_pages
+
+    release_compiler_pages()  # LLVM's code pages: compiled, the workers never run them
     pin_malloc_mmap_threshold()
     # Objects that exist now are never collected; freezing them keeps the collector
     # from writing to them in each worker, which would copy their pages (CPython's

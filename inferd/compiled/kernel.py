@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -205,3 +206,56 @@ with _scipy_hidden():
     accumulate = _compiled(accumulate, SIGNATURE)
     expit = _compiled(expit, _types.void(_ro(_types.float64, 1),
                                          _types.Array(_types.float64, 1, "C")))
+
+
+def release_compiler_pages() -> int:
+    """Drop this process's mapped pages of LLVM's library (llvmlite), once the kernel is
+    compiled; return the kB released. Called in the gunicorn master before it forks.
+
+    Compiling (or loading numba's cache) touches about 70 MB of libllvmlite.so's code,
+    which every worker would then map and which counts in the server's memory, although
+    serving never runs it: the kernel is machine code in its own pages. Only mappings
+    that cannot have been written to are dropped (read-only or executable, with no
+    anonymous, copy-on-write page: `Anonymous: 0 kB` in smaps), so MADV_DONTNEED loses
+    nothing: a page used again (a later compile) is read back from the file.
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if name is None or not sys.platform.startswith("linux"):
+        return 0
+    libc = ctypes.CDLL(name, use_errno=True)
+    libc.madvise.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
+    released = 0
+    for start, end, rss_kb in _clean_mappings("libllvmlite"):
+        if libc.madvise(start, end - start, _MADV_DONTNEED) == 0:
+            released += rss_kb
+    return released
+
+
+_MADV_DONTNEED = 4  # <sys/mman.h> on Linux
+
+
+def _clean_mappings(library: str) -> list[tuple[int, int, int]]:
+    """(start, end, resident kB) of the never-written mappings of `library`."""
+    mappings: list[dict[str, Any]] = []
+    try:
+        with open("/proc/self/smaps") as fh:
+            for line in fh:
+                header = _MAPPING.match(line)
+                if header:
+                    mappings.append({"start": int(header[1], 16), "end": int(header[2], 16),
+                                     "ok": "w" not in header[3]
+                                     and library in header[4].rsplit("/", 1)[-1]})
+                elif mappings and line.startswith(("Rss:", "Anonymous:")):
+                    key, value = line.split()[:2]
+                    mappings[-1][key[:-1]] = int(value)
+    except OSError:
+        return []
+    return [(m["start"], m["end"], m.get("Rss", 0)) for m in mappings
+            if m["ok"] and m.get("Anonymous") == 0]
+
+
+# "start-end perms offset dev inode [path]", the first line of each mapping in smaps
+_MAPPING = re.compile(r"^([0-9a-f]+)-([0-9a-f]+) (\S+) \S+ \S+ \S+\s*(.*)$")

@@ -170,3 +170,14 @@ def test_a_hostile_hist_gradient_boosting_file_is_refused_before_scikit_learn_re
     skops.io.dump(model, model_dir / "model.skops")
     with pytest.raises(ModelLoadError, match="point outside the tree"):
         load_model_dir(model_dir, allow_pickle=False)
+
+
+def test_releasing_llvm_pages_leaves_the_kernel_working(tmp_path: Path) -> None:
+    """The master drops LLVM's code pages before it forks; predictions go on, equal."""
+    x, y = _data(4, 200, 4, 3)
+    model = HistGradientBoostingClassifier(max_iter=10).fit(x, y)
+    assert compile_into(tmp_path, model, x[:2])["form"] == "compiled"
+    kernel.release_compiler_pages()
+    assert not any(rss for _, _, rss in kernel._clean_mappings("libllvmlite"))
+    compiled = load_compiled(tmp_path)
+    assert np.array_equal(compiled.predict_proba(x), model.predict_proba(x))
