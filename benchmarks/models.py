@@ -3,6 +3,9 @@
     <cache>/<sklearn version>/iris-rf100/          MLflow model directory (both servers)
     <cache>/<sklearn version>/iris-a.joblib, -b    two iris forests the reload alternates
     <cache>/<sklearn version>/large-et/            MLflow model dir, >= 100 MB pickled
+    <cache>/<sklearn version>/bc-rf300.joblib      300-tree forest, breast-cancer data
+    <cache>/<sklearn version>/bc-hgb300/           MLflow model dir: HistGradientBoosting-
+                                                   Classifier, 300 iterations, breast cancer
 
 The large forest is extra trees on pure-noise labels: every tree grows to one leaf per
 sample, so it is large after seconds of training (a random forest of the same size
@@ -25,6 +28,8 @@ class Models:
     iris_a: Path
     iris_b: Path
     large_dir: Path
+    bc_rf300: Path
+    bc_hgb_dir: Path
 
     @property
     def large_pickle_mb(self) -> float:
@@ -47,13 +52,18 @@ def prepare(cache: Path) -> Models:
     import joblib
     import numpy as np
     import sklearn
-    from sklearn.datasets import load_iris
-    from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+    from sklearn.datasets import load_breast_cancer, load_iris
+    from sklearn.ensemble import (
+        ExtraTreesClassifier,
+        HistGradientBoostingClassifier,
+        RandomForestClassifier,
+    )
 
     root = cache / f"sklearn-{sklearn.__version__}"
     root.mkdir(parents=True, exist_ok=True)
     models = Models(root / "iris-rf100", root / "iris-a.joblib", root / "iris-b.joblib",
-                    root / f"large-et{LARGE_TREES}x{LARGE_ROWS}")
+                    root / f"large-et{LARGE_TREES}x{LARGE_ROWS}", root / "bc-rf300.joblib",
+                    root / "bc-hgb300")
     x, y = load_iris(return_X_y=True)
     if not models.iris_dir.exists():
         print("training the iris forest (once) ...", flush=True)
@@ -70,4 +80,11 @@ def prepare(cache: Path) -> Models:
         forest = ExtraTreesClassifier(LARGE_TREES, random_state=0).fit(
             noisy, rng.integers(0, 3, LARGE_ROWS))
         _save_mlflow(forest, models.large_dir, noisy[:2])
+    xb, yb = load_breast_cancer(return_X_y=True)
+    if not models.bc_rf300.exists():
+        joblib.dump(RandomForestClassifier(300, random_state=0).fit(xb, yb), models.bc_rf300)
+    if not models.bc_hgb_dir.exists():
+        hgb = HistGradientBoostingClassifier(max_iter=300, early_stopping=False,
+                                             random_state=0).fit(xb, yb)
+        _save_mlflow(hgb, models.bc_hgb_dir, xb[:2])
     return models

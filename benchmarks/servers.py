@@ -84,12 +84,12 @@ def gunicorn_worker_args(worker_class: str, threads: int) -> list[str]:
 
 
 def start_inferd(model_path: Path, state_dir: Path, workers: int, log: Path,
-                 worker_class: str = "gthread", threads: int = 4) -> Server:
+                 worker_class: str = "gthread", threads: int = 4, **extra_env: str) -> Server:
     port = free_port()
     env = clean_env(INFERD_STATE_DIR=str(state_dir), MODEL_SOURCE="local",
                     MODEL_PATH=str(model_path), INFERD_BIND=f"127.0.0.1:{port}",
                     INFERD_WORKERS=str(workers), INFERD_THREADS=str(threads),
-                    INFERD_LOG_LEVEL="info")
+                    INFERD_LOG_LEVEL="info", **extra_env)
     cmd = [sys.executable, "-m", "gunicorn", "-c", "python:inferd.gunicorn_conf",
            *gunicorn_worker_args(worker_class, threads), "inferd.app:app"]
     url = f"http://127.0.0.1:{port}"

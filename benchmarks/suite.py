@@ -8,8 +8,14 @@ model with the same worker count, and to the floor):
 
 - throughput: single row and 100 rows on the iris forest (100 trees), 2 workers;
 - large forest: single row on extra trees of >= 100 MB pickled, 2 workers;
+- gradient boosting: single row on a HistGradientBoostingClassifier (300 iterations,
+  breast-cancer data, an MLflow model), 2 workers;
+- big batches: 10 000 rows in one request on the iris forest and a 300-tree forest
+  (breast cancer), against scikit-learn's own single-thread predict_proba in-process on
+  the same rows; and the kernel against scikit-learn in-process (`benchmarks.kernel`);
 - memory: summed PSS (smaps_rollup) of each server's process tree, iris with 2
-  workers, and inferd on the large forest with 1, 2 and 4 workers;
+  workers, and inferd on the large forest and on the boosted model with 1, 2 and 4
+  workers;
 - reload: a reload every second under single-row load: failed requests, p99 against
   the steady p99, and how long after each 200 answer the last worker loaded the slot.
 
@@ -42,6 +48,10 @@ from benchmarks.models import Models, prepare
 from benchmarks.servers import Server, running, start_floor, start_inferd, start_mlflow
 
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
+BREAST_CANCER_ROW = [17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419,
+                     0.07871, 1.095, 0.9053, 8.589, 153.4, 0.006399, 0.04904, 0.05373,
+                     0.01587, 0.03003, 0.006193, 25.38, 17.33, 184.6, 2019.0, 0.1622, 0.6656,
+                     0.7119, 0.2654, 0.4601, 0.1189]
 BASELINE = Path(__file__).with_name("baseline.json")
 
 
@@ -118,17 +128,53 @@ class Suite:
                 per_server[server_name] = figures
         self.results[f"throughput_{name}"] = per_server
 
-    def memory_by_workers(self) -> None:
+    def memory_by_workers(self, name: str, model: Path, width: int) -> None:
         figures = {}
-        body = self.bodies(1, 20)["inferd"]
+        body = self.bodies(1, width)["inferd"]
         for workers in (1, 2, 4):
-            print(f"[memory] inferd, large forest, {workers} worker(s) ...", flush=True)
-            with running(start_inferd(self.models.large_dir, self.inferd_state("large"),
-                                      workers, self.log(f"inferd-large-w{workers}"),
+            print(f"[memory] inferd, {name}, {workers} worker(s) ...", flush=True)
+            with running(start_inferd(model, self.inferd_state(name),
+                                      workers, self.log(f"inferd-{name}-w{workers}"),
                                       self.args.worker_class)) as server:
                 tools.run_wrk(server.predict_url, body, 2.0, self.connections)
                 figures[str(workers)] = tools.pss_mb(server.pid)
-        self.results["memory_large_inferd_pss_mb"] = figures
+        self.results[f"memory_{name}_inferd_pss_mb"] = figures
+
+    def big_batches(self, rows: int = 10_000, repeat: int = 5) -> None:
+        import joblib
+        import mlflow.sklearn
+        import numpy as np
+        from sklearn.datasets import load_breast_cancer, load_iris
+        from threadpoolctl import threadpool_limits
+
+        from benchmarks import kernel
+
+        print("[big batches] the kernel against scikit-learn in-process ...", flush=True)
+        self.results["kernel_in_process"] = kernel.figures()
+        rng = np.random.default_rng(0)
+        cases = {"iris": (self.models.iris_dir, load_iris().data,
+                          lambda: mlflow.sklearn.load_model(str(self.models.iris_dir))),
+                 "bc_rf300": (self.models.bc_rf300, load_breast_cancer().data,
+                              lambda: joblib.load(self.models.bc_rf300))}
+        for name, (path, data, load) in cases.items():
+            print(f"[big batches] {name}, {rows} rows in one request ...", flush=True)
+            x = data[rng.integers(0, len(data), rows)] * rng.uniform(0.95, 1.05,
+                                                                     (rows, data.shape[1]))
+            estimator = load()
+            with threadpool_limits(1):
+                theirs = tools.best_of(lambda: estimator.predict_proba(x), repeat)  # noqa: B023
+            body = orjson.dumps({"features": x.tolist()})
+            with running(start_inferd(path, self.inferd_state(f"big-{name}"), 2,
+                                      self.log(f"inferd-big-{name}"), self.args.worker_class,
+                                      INFERD_MAX_BODY_BYTES=str(2 * len(body)))) as server:
+                answer = requests.post(server.predict_url, data=body, timeout=120).json()
+                if answer["predictions"] != estimator.predict(x).tolist():
+                    raise RuntimeError(f"inferd's answer on {name} differs from scikit-learn's")
+                ours = tools.best_of(lambda: requests.post(  # noqa: B023
+                    server.predict_url, data=body, timeout=120), repeat)  # noqa: B023
+            self.results[f"big_batch_{name}"] = {"rows": rows, "body_mb": len(body) / 2**20,
+                                                 "inferd_request_ms": ours * 1e3,
+                                                 "sklearn_in_process_ms": theirs * 1e3}
 
     def reload_under_load(self) -> None:
         print("[reload] inferd, iris, a reload every second under load ...", flush=True)
@@ -179,7 +225,10 @@ class Suite:
                                                                                    body)}}
         else:
             self.throughput("large", self.models.large_dir, 20, [1])
-        self.memory_by_workers()
+        self.memory_by_workers("large", self.models.large_dir, 20)
+        self.throughput("hgb", self.models.bc_hgb_dir, 30, [1], BREAST_CANCER_ROW)
+        self.memory_by_workers("hgb", self.models.bc_hgb_dir, 30)
+        self.big_batches()
         self.reload_under_load()
         return self.results
 
@@ -213,11 +262,12 @@ def main() -> int:
     args = parser.parse_args()
     tools.require_wrk()
     started = time.monotonic()
+    at_start = machine()  # before the run: its load average is the one that matters
     models = prepare(args.cache)
     work = Path(tempfile.mkdtemp(prefix="inferd-suite-"))
     print(f"work directory (logs): {work}", flush=True)
     results = Suite(args, models, work).run()
-    doc: dict[str, Any] = {"machine": machine(), "options": {"quick": args.quick,
+    doc: dict[str, Any] = {"machine": at_start, "options": {"quick": args.quick,
                                              "worker_class": args.worker_class,
                                              "connections": args.connections},
            "large_forest_pickle_mb": round(models.large_pickle_mb, 1),

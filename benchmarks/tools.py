@@ -11,6 +11,8 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -131,3 +133,13 @@ def pss_mb(root: int) -> float:
         match = re.search(r"^Pss:\s+(\d+) kB", text, re.M)
         total_kb += int(match.group(1)) if match else 0
     return total_kb / 1024
+
+
+def best_of(fn: Callable[[], Any], repeat: int) -> float:
+    """The fastest of `repeat` calls, in seconds: the least disturbed by a shared machine."""
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        fn()
+        best = min(best, time.perf_counter() - started)
+    return best

@@ -301,10 +301,6 @@ class Settings:
     allow_pickle: bool = _setting(
         "INFERD_ALLOW_PICKLE", _flag, "true",
         "Load pickle / joblib / cloudpickle models from the configured source.")
-    sklearn_large_batches: bool = _setting(
-        "INFERD_SKLEARN_LARGE_BATCHES", _flag, "true",
-        "Large batches on a compiled tree model use scikit-learn's compiled loop (loaded "
-        "in that worker on first need) where it beats numpy; false keeps workers lean.")
     log_level: str = _setting(
         "INFERD_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info",
         "Log level of the JSON logs.")

@@ -52,6 +52,15 @@ SKOPS_TRUSTED_TYPES = frozenset({
     "sklearn.metrics._dist_metrics.MinkowskiDistance64",
     "sklearn.metrics._dist_metrics.ChebyshevDistance64",
 })
+# Trusted only in the process doing a reload, only to compile the model: a
+# HistGradientBoosting* with categorical features keeps functools.partial(check_array)
+# in its preprocessor (`BaseHistGradientBoosting._preprocess_X`). Its compiled form
+# needs neither; a worker never loads such a file, and if it does not compile, the
+# reload fails naming them (inferd.reloading.validate).
+COMPILE_ONLY_TRUSTED_TYPES = frozenset({
+    "functools.partial",
+    "sklearn.utils.validation.check_array",
+})
 PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle"}
 _SUFFIX_FORMATS = {
     ".skops": "skops",
@@ -117,7 +126,19 @@ def _input_example(model_dir: Path) -> list[list[float]] | None:
     return rows.tolist() if rows.ndim == 2 and rows.size else None
 
 
-def load_estimator(artifact: Artifact, allow_pickle: bool) -> Any:
+class UntrustedTypesError(ModelLoadError):
+    """A skops file names types outside the trust list."""
+
+    def __init__(self, message: str, refused: list[str]) -> None:
+        super().__init__(message)
+        self.refused = refused
+
+    @property
+    def compile_only(self) -> bool:
+        return set(self.refused) <= COMPILE_ONLY_TRUSTED_TYPES
+
+
+def load_estimator(artifact: Artifact, allow_pickle: bool, to_compile: bool = False) -> Any:
     """Deserialize the estimator; raise ModelLoadError saying why it cannot be."""
     if artifact.format in PICKLE_FORMATS and not allow_pickle:
         raise ModelLoadError(
@@ -131,7 +152,7 @@ def load_estimator(artifact: Artifact, allow_pickle: bool) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("error", InconsistentVersionWarning)
         try:
-            return _deserialize(artifact)
+            return _deserialize(artifact, to_compile)
         except InconsistentVersionWarning as exc:
             raise ModelLoadError(
                 f"scikit-learn version mismatch: the model was saved with "
@@ -146,17 +167,17 @@ def load_estimator(artifact: Artifact, allow_pickle: bool) -> Any:
             ) from exc
 
 
-def _deserialize(artifact: Artifact) -> Any:
+def _deserialize(artifact: Artifact, to_compile: bool) -> Any:
     if artifact.format == "skops":
         import skops.io
 
+        trusted = SKOPS_TRUSTED_TYPES | (COMPILE_ONLY_TRUSTED_TYPES if to_compile else set())
         untrusted = skops.io.get_untrusted_types(file=artifact.path)
-        refused = [t for t in untrusted if t not in SKOPS_TRUSTED_TYPES]
+        refused = [t for t in untrusted if t not in trusted]
         if refused:
-            raise ModelLoadError(
+            raise UntrustedTypesError(
                 f"{artifact.path.name} contains types inferd does not trust: "
-                f"{', '.join(refused[:5])}"
-            )
+                f"{', '.join(refused[:5])}", refused)
         return skops.io.load(artifact.path, trusted=untrusted)
     if artifact.format == "cloudpickle":
         import cloudpickle
@@ -173,11 +194,13 @@ def _deserialize(artifact: Artifact) -> Any:
     raise ModelLoadError(f"unknown serialization format {artifact.format!r}")
 
 
-def load_model_dir(model_dir: Path, allow_pickle: bool) -> tuple[Artifact, Any]:
+def load_model_dir(model_dir: Path, allow_pickle: bool,
+                   to_compile: bool = False) -> tuple[Artifact, Any]:
     """Locate, deserialize and tree-check the model in a slot's `model/` directory:
-    the one set of rules for the reloading process and for every worker."""
+    the one set of rules for the reloading process and for every worker (`to_compile`:
+    the reloading process, also trusting COMPILE_ONLY_TRUSTED_TYPES)."""
     artifact = locate_artifact(model_dir)
-    estimator = load_estimator(artifact, allow_pickle)
+    estimator = load_estimator(artifact, allow_pickle, to_compile)
     check_trees(estimator)
     return artifact, estimator
 
@@ -221,3 +244,31 @@ def check_trees(estimator: Any) -> None:
                 f"{type(part).__name__} has tree nodes that point outside the tree "
                 "(corrupt or hostile model file); refusing to load it"
             )
+    for part in _sub_estimators(estimator):
+        for predictor in [p for it in getattr(part, "_predictors", None) or [] for p in it]:
+            _check_hist_predictor(part, predictor)
+
+
+def _check_hist_predictor(part: Any, predictor: Any) -> None:
+    """The same for a HistGradientBoosting* predictor, which scikit-learn indexes
+    without bounds checks too: children after their parent and inside the node array,
+    features and category bitsets in range."""
+    nodes = predictor.nodes
+    count = len(nodes)
+    inner = ~nodes["is_leaf"].astype(bool)
+    index = np.flatnonzero(inner)
+    left, right = nodes["left"][inner].astype(np.int64), nodes["right"][inner].astype(np.int64)
+    categorical = inner & nodes["is_categorical"].astype(bool)
+    ok = (
+        count > 0
+        and bool(((left > index) & (left < count) & (right > index) & (right < count)).all())
+        and bool((nodes["feature_idx"][inner] < int(part.n_features_in_)).all())
+        and bool((nodes["bitset_idx"][categorical]
+                  < len(predictor.raw_left_cat_bitsets)).all())
+    )
+    if not ok:
+        raise ModelLoadError(
+            f"{type(part).__name__} has tree nodes that point outside the tree "
+            "(corrupt or hostile model file); refusing to load it"
+        )
+

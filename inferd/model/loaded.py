@@ -57,6 +57,7 @@ class LoadedModel:
             "generation": self.generation,
             "format": m.get("artifact", {}).get("format"),
             "form": self.form,
+            "fallback_reason": m.get("fallback_reason"),
             "estimator": m.get("estimator") or type(self.estimator).__name__,
             "n_features": self.n_features,
             "published_at": m.get("published_at"),
@@ -64,23 +65,20 @@ class LoadedModel:
         }
 
 
-def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool,
-              sklearn_large_batches: bool = True) -> LoadedModel:
+def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> LoadedModel:
     """Verify a published slot's files against its manifest, then load its model:
     the compiled form when the slot has one, else the estimator."""
     # Every file, including a model file the compiled form does not read: a damaged slot
-    # is refused whole, and large batches may load that file later (inferd.model.batch).
+    # is refused whole.
     verify_files(slot_dir, manifest)
     if manifest.get("form") == "compiled":
-        from inferd.model.batch import BatchRouter
         from inferd.model.compiled.compile import load_compiled
 
         compiled = load_compiled(slot_dir)
         return LoadedModel(
             generation=int(manifest["generation"]),
             manifest=manifest,
-            estimator=BatchRouter(compiled, slot_dir / "model", allow_pickle,
-                                  enabled=sklearn_large_batches),
+            estimator=compiled,
             n_features=compiled.n_features,
             form="compiled",
         )

@@ -9,7 +9,8 @@ Called by the `on_starting` hook after `lifecycle.on_starting` (which sets
 PROMETHEUS_MULTIPROC_DIR, read when the metrics module is imported). Nothing here
 creates the app, opens the store or starts a thread: those belong to each worker
 (`inferd.app` builds its app on first access, in the worker). Never imports
-scikit-learn, pandas or MLflow, which a worker serving a compiled slot never needs.
+scikit-learn, pandas, scipy or MLflow, which a worker serving a compiled slot never
+needs.
 """
 
 from __future__ import annotations
@@ -25,14 +26,16 @@ MMAP_THRESHOLD_BYTES = 128 * 1024
 
 def preload_serving_modules() -> None:
     # Imported for their side effect, importing everything a worker's request path
-    # needs (numpy, orjson, falcon, the compiled-model readers); what inferd.app adds
-    # on top of these is a few lines of wiring.
-    import inferd.model.batch  # noqa: F401
+    # needs (numpy, orjson, falcon, the compiled-model readers, and numba with the tree
+    # kernel compiled, or loaded from numba's cache: 0.3-1 s and about 110 MB RSS, 70 MB
+    # of it llvmlite's code, released below); inferd.app adds a few lines of wiring.
     import inferd.model.compiled.compile  # noqa: F401
     import inferd.serving.service  # noqa: F401
     import inferd.web.docs  # noqa: F401
     import inferd.web.resources  # noqa: F401
+    from inferd.model.compiled.kernel import release_compiler_pages
 
+    release_compiler_pages()  # LLVM's code pages: compiled, the workers never run them
     pin_malloc_mmap_threshold()
     # Objects that exist now are never collected; freezing them keeps the collector
     # from writing to them in each worker, which would copy their pages (CPython's

@@ -43,12 +43,10 @@ class ModelHolder:
         allow_pickle: bool = True,
         clock: Callable[[], float] = time.monotonic,
         on_loaded: Callable[[LoadedModel], None] | None = None,
-        sklearn_large_batches: bool = True,
     ) -> None:
         self.store = store
         self.counter = counter
         self.allow_pickle = allow_pickle
-        self.sklearn_large_batches = sklearn_large_batches
         self.clock = clock
         # Told of every slot this worker starts serving (app.py: systemd readiness).
         self.on_loaded = on_loaded
@@ -122,8 +120,7 @@ class ModelHolder:
             return serving
         started = time.monotonic()
         manifest = self.store.read_manifest(generation)
-        model = load_slot(self.store.layout.slot(generation), manifest, self.allow_pickle,
-                          self.sklearn_large_batches)
+        model = load_slot(self.store.layout.slot(generation), manifest, self.allow_pickle)
         seconds = time.monotonic() - started
         metrics.slot_loaded(generation, manifest.get("metrics") or {}, seconds)
         log.info(

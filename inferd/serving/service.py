@@ -62,8 +62,7 @@ class WorkerService:
             log.error("Model manager not ready at worker start", extra={"error": str(exc)})
             return cls(settings, None, None, probe)
         holder = ModelHolder(reloader.store, reloader.counter, settings.allow_pickle,
-                             on_loaded=_announce,
-                             sklearn_large_batches=settings.sklearn_large_batches)
+                             on_loaded=_announce)
         try:
             holder.current()  # warm: load the serving slot before the first request
         except InferdError as exc:

@@ -108,6 +108,8 @@ _SCHEMAS: dict[str, Any] = {
             "generation": {"type": "integer", "minimum": 1},
             "format": {"type": ["string", "null"]},
             "form": {"type": "string", "enum": ["compiled", "fallback"]},
+            "fallback_reason": {"type": ["string", "null"],
+                                "description": "why a fallback slot has no compiled form"},
             "estimator": {"type": "string"},
             "n_features": {"type": ["integer", "null"]},
             "published_at": {"type": ["string", "number", "null"]},

@@ -3,6 +3,7 @@ an array on disk is corrupt or hostile."""
 
 from __future__ import annotations
 
+import json
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -26,13 +27,16 @@ from sklearn.linear_model import (
     Ridge,
     SGDClassifier,
 )
+from sklearn.neighbors import KNeighborsClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import MaxAbsScaler, MinMaxScaler, RobustScaler, StandardScaler
 from sklearn.svm import LinearSVC
 from sklearn.tree import DecisionTreeClassifier, DecisionTreeRegressor
 
+from inferd.common.errors import BadRequestError
 from inferd.model.compiled.compile import compile_into, load_compiled
 from inferd.model.compiled.format import CompiledFormatError
+from inferd.model.loaded import LoadedModel
 
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -85,9 +89,31 @@ def test_trees_equal_sklearn(tmp_path: Path, kind: str, seed: int, features: int
     final = model[-1] if scaler is not None else model
     if kind.endswith("_c") and kind != "dt_c":
         # Probabilities equal to the bit: same per-tree rows, same summation order.
-        transformed = compiled.steps.apply(query)
-        assert np.array_equal(compiled.final.scores(transformed), final.predict_proba(
+        assert np.array_equal(compiled.predict_proba(query), final.predict_proba(
             model[:-1].transform(query) if scaler is not None else query))
+
+
+@settings(max_examples=10, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(kind=st.sampled_from(sorted(TREE_MODELS)), seed=st.integers(0, 10_000),
+       features=st.integers(1, 6), classes=st.integers(2, 4), trees=st.integers(1, 8))
+def test_trees_fitted_with_missing_values_send_nan_their_way(
+        tmp_path: Path, kind: str, seed: int, features: int, classes: int,
+        trees: int) -> None:
+    """Trees learn where NaN goes (missing_go_to_left); the kernel follows each node."""
+    x, y = _data(seed, 150, features, classes)
+    x[np.random.default_rng(seed).random(x.shape) < 0.25] = np.nan
+    params: dict[str, Any] = {"random_state": seed, "max_depth": 8}
+    if not kind.startswith("dt"):
+        params["n_estimators"] = trees
+    if kind.endswith("_r"):
+        y = y * 1.5 + np.nan_to_num(x[:, 0])
+    model = TREE_MODELS[kind](**params).fit(x, y)
+    compiled = _compile(tmp_path, model, x)
+    query = np.vstack([x, np.full((1, features), np.nan)])
+    assert np.array_equal(compiled.predict(query), model.predict(query))
+    if kind.endswith("_c"):
+        assert np.array_equal(compiled.predict_proba(query), model.predict_proba(query))
 
 
 @SETTINGS
@@ -112,12 +138,16 @@ def test_linear_equal_sklearn(tmp_path: Path, kind: str, seed: int, features: in
     assert np.array_equal(compiled.predict(query), model.predict(query))
 
 
-def test_unsupported_model_falls_back(tmp_path: Path) -> None:
+@pytest.mark.parametrize("model", [
+    KNeighborsClassifier(3),
+    # A fitted init estimator predicts per row; only constant inits compile.
+    GradientBoostingClassifier(n_estimators=3, init=LogisticRegression()),
+])
+def test_unsupported_model_falls_back(tmp_path: Path, model: Any) -> None:
     x, y = _data(0, 60, 3, 2)
-    model = GradientBoostingClassifier(n_estimators=3).fit(x, y)
-    facts = compile_into(tmp_path, model, x[:1])
+    facts = compile_into(tmp_path, model.fit(x, y), x[:1])
     assert facts["form"] == "fallback"
-    assert "GradientBoostingClassifier" in facts["fallback_reason"]
+    assert type(model).__name__ in facts["fallback_reason"]
     assert not (tmp_path / "compiled").exists()
 
 
@@ -230,13 +260,58 @@ def test_a_compiled_form_that_disagrees_is_not_kept(tmp_path: Path) -> None:
     assert not (tmp_path / "compiled").exists()
 
 
-def test_large_batches_in_slices_equal_one_pass(tmp_path: Path, monkeypatch: Any) -> None:
-    from inferd.model.compiled import trees
+def test_batches_over_several_kernel_blocks(tmp_path: Path) -> None:
+    from inferd.model.compiled import kernel
 
     x, y = _data(3, 300, 5, 3)
     model = RandomForestClassifier(7, random_state=0).fit(x, y)
     compiled = _compile(tmp_path, model, x)
-    whole = compiled.final.scores(x)
-    monkeypatch.setattr(trees, "MAX_PAIRS", 50)  # 7 rows a slice
-    assert np.array_equal(compiled.final.scores(x), whole)
-    assert np.array_equal(compiled.predict(x), model.predict(x))
+    rows = _data(4, 2 * kernel.BLOCK + 5, 5, 3)[0]
+    assert np.array_equal(compiled.predict_proba(rows), model.predict_proba(rows))
+    assert np.array_equal(compiled.predict(rows), model.predict(rows))
+
+
+def test_compiled_overflow_is_a_bad_request(tmp_path: Path) -> None:
+    x, y = _data(0, 60, 4, 2)
+    compiled = _compile(tmp_path, RandomForestClassifier(3, random_state=0).fit(x, y), x)
+    model = LoadedModel(1, {"version": "1"}, compiled, 4, form="compiled")
+    with pytest.raises(BadRequestError, match="too large"):
+        model.predict(np.array([[1e300, 0.0, 0.0, 0.0]]))
+
+
+def test_a_format_1_slot_still_loads(tmp_path: Path) -> None:
+    """A slot compiled by the previous version: format 1 header and tree arrays only."""
+    x, y = _data(5, 200, 4, 3)
+    model = RandomForestClassifier(5, random_state=0).fit(x, y)
+    _compile(tmp_path, model, x)
+    slot = next(p for p in tmp_path.iterdir() if p.is_dir())
+    header_path = slot / "compiled" / "model.json"
+    header = json.loads(header_path.read_text())
+    header["format"] = 1
+    spec = header["model"]
+    for key in ("output", "round32", "allow_nan"):
+        del spec[key]
+    for name in ("missing_left", "tree_column"):
+        (slot / "compiled" / "arrays" / f"{spec['arrays'].pop(name)['array']}.npy").unlink()
+    header_path.write_text(json.dumps(header))
+    compiled = load_compiled(slot)
+    assert np.array_equal(compiled.predict_proba(x), model.predict_proba(x))
+    with pytest.raises(ValueError):  # format 1 refused NaN, and still does
+        compiled.predict(np.full((1, 4), np.nan))
+    header["format"] = 99
+    header_path.write_text(json.dumps(header))
+    with pytest.raises(CompiledFormatError, match="publish the model again"):
+        load_compiled(slot)
+
+
+def test_an_array_the_kernel_cannot_read_is_refused_at_load(forest_slot: Path) -> None:
+    """int32 node features, header and file agreeing: refused when the slot is opened,
+    not at the first prediction."""
+    path = forest_slot / "compiled" / "arrays" / "tree_feature.npy"
+    np.save(path, np.load(path).astype(np.int32))
+    header_path = forest_slot / "compiled" / "model.json"
+    header = json.loads(header_path.read_text())
+    header["model"]["arrays"]["feature"]["dtype"] = "<i4"
+    header_path.write_text(json.dumps(header))
+    with pytest.raises(CompiledFormatError, match="the kernel reads"):
+        load_compiled(forest_slot)

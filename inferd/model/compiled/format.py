@@ -2,7 +2,7 @@
 
 Layout, inside a slot directory::
 
-    compiled/model.json        header: {"format": 1, "estimator": <class name>,
+    compiled/model.json        header: {"format": 2, "estimator": <class name>,
                                "n_features": int, "model": <model spec>}
     compiled/arrays/<name>.npy one array each, plain .npy (no pickled objects)
 
@@ -25,7 +25,11 @@ import numpy as np
 
 from inferd.common.errors import ModelLoadError
 
-FORMAT = 1
+FORMAT = 2
+# Format 2 added arrays for missing values, categories and boosting to the tree table
+# and reads format 1's arrays unchanged, so slots written by the previous version
+# still load (`inferd.model.compiled.trees`).
+READABLE_FORMATS = (1, 2)
 DIR_NAME = "compiled"
 HEADER_NAME = "model.json"
 ARRAYS_DIR = "arrays"
@@ -110,8 +114,11 @@ def read_header(directory: Path) -> dict[str, Any]:
         header = json.loads(path.read_bytes())
     except (OSError, ValueError) as exc:
         raise CompiledFormatError(f"cannot read {path}: {exc}") from exc
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        raise CompiledFormatError(f"{path} is not a compiled model of format {FORMAT}")
+    if not isinstance(header, dict) or header.get("format") not in READABLE_FORMATS:
+        found = header.get("format") if isinstance(header, dict) else None
+        raise CompiledFormatError(
+            f"{path} is a compiled model of format {found!r}; this inferd reads formats "
+            f"{READABLE_FORMATS} (publish the model again to recompile it)")
     if not isinstance(header.get("model"), dict) or not _positive_int(header.get("n_features")):
         raise CompiledFormatError(f"{path} has no model spec or no n_features")
     return header

@@ -1,116 +1,138 @@
-"""Decision trees, random forests and extra trees as flat arrays.
+"""Every compiled tree model as one node table, walked by the native kernel.
 
-All trees of a model are concatenated into one node table, so one numpy operation
-advances every (tree, row) pair by one level:
+All trees of a model are concatenated into one table (arrays in `compiled/arrays/`):
 
-    children  intp (nodes, 2)   global index of the left and right child; a leaf
-                                points to itself in both columns
-    feature   intp (nodes,)     feature a node splits on (0 for leaves)
-    threshold f8   (nodes,)     go left when x[feature] <= threshold
-    values    f8   (nodes, k)   what a leaf contributes (see below)
-    roots     intp (trees,)     index of each tree's root; tree t owns nodes
-                                roots[t] .. roots[t+1]-1, in pre-order
-    leaf      bool (nodes,)     whether a node is a leaf (checked against children)
-    classes   (k,)              classifiers only: the labels argmax indexes
+    children      intp (nodes, 2)  global index of the left and right child; a leaf
+                                   points to itself in both columns
+    feature       intp (nodes,)    feature a node splits on (0 for leaves)
+    threshold     f8   (nodes,)    go left when x[feature] <= threshold
+    values        f8   (nodes, w)  what a leaf adds: w columns (a forest's class rows) or
+                                   one value added to the tree's column
+    roots         intp (trees,)    index of each tree's root; tree t owns nodes
+                                   roots[t] .. roots[t+1]-1, in pre-order
+    leaf          bool (nodes,)    whether a node is a leaf (checked against children)
+    classes       (k,)             classifiers only: the labels
+  format 2 adds (absent in format 1, read as "no NaN, no categories"):
+    missing_left  bool (nodes,)    where NaN goes (and an unknown category)
+    tree_column   intp (trees,)    boosting: the raw-score column a tree adds to
+    baseline      f8   (columns,)  boosting: raw score before the first tree
+    cat_node      intp (nodes,)    categorical splits: bitset row of a node, -1 numeric
+    left_bits     u4   (m, 8)      categories that go left, 256 bits a row
+    cat_feature_row intp (features,)  row of a feature in known_bits, -1 if numeric
+    known_bits    u4   (c, 8)      categories seen in training, per categorical feature
 
-Equal to scikit-learn, bit for bit, by doing what it does in the same order:
-inputs are cast to float32 and compared in float64 with the float64 thresholds
-(`sklearn/tree/_tree.pyx`, `_apply_dense`); a forest classifier's leaf rows are each
-tree's `predict_proba` rows (value normalised by its row sum, precomputed here with the
-same numpy call), summed tree by tree from zero and divided by the tree count
-(`sklearn/ensemble/_forest.py`, `_accumulate_prediction`); a single tree classifier takes
-the argmax of the raw value rows, as `DecisionTreeClassifier.predict` does.
+The spec says how the kernel's raw scores become answers (`inferd.model.compiled.outputs`):
+`output`, `round32` (inputs rounded to float32 first, as scikit-learn's trees and
+GradientBoosting* do; HistGradientBoosting* compares in float64) and `allow_nan`.
+A slot written in format 1 (forests and single trees only) still loads: the defaults
+above are what format 1 meant, and it refused NaN as it did then.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from inferd.model.compiled.format import (
-    ArrayReader,
-    ArrayWriter,
-    CompiledFormatError,
-    Unsupported,
-    spec_choice,
-)
+from inferd.model.compiled import kernel, outputs
+from inferd.model.compiled.categories import CategoryEncoder
+from inferd.model.compiled.format import ArrayReader, ArrayWriter, CompiledFormatError, spec_choice
 
-SINGLE = {"DecisionTreeClassifier", "ExtraTreeClassifier",
-          "DecisionTreeRegressor", "ExtraTreeRegressor"}
-FORESTS = {"RandomForestClassifier", "ExtraTreesClassifier",
-           "RandomForestRegressor", "ExtraTreesRegressor"}
-SUPPORTED = SINGLE | FORESTS
-MAX_PAIRS = 1 << 20  # (tree, row) pairs traversed at once; bounds a request's memory
+BITSET_WORDS = kernel.BITSET_WORDS
 
 
-def compile_trees(estimator: Any, writer: ArrayWriter) -> dict[str, Any]:
-    name = type(estimator).__name__
-    if name not in SUPPORTED:
-        raise Unsupported(name)
-    if int(getattr(estimator, "n_outputs_", 1)) != 1:
-        raise Unsupported(f"{name} with several outputs")
-    task = "classifier" if name.endswith("Classifier") else "regressor"
-    trees = [estimator] if name in SINGLE else list(estimator.estimators_)
-    combine = "single" if name in SINGLE else "mean"
-    n_classes = int(estimator.n_classes_) if task == "classifier" else 0
-    children, feature, threshold, values, roots = [], [], [], [], []
-    offset = 0
+@dataclass
+class Tree:
+    """One tree before concatenation; indices local to the tree, pre-order, -1 = leaf."""
+
+    left: np.ndarray
+    right: np.ndarray
+    feature: np.ndarray
+    threshold: np.ndarray
+    values: np.ndarray  # (nodes, w)
+    missing_left: np.ndarray
+    column: int = 0
+    cat_node: np.ndarray | None = None  # local bitset row or -1
+    left_bits: np.ndarray = field(default_factory=lambda: np.zeros((0, BITSET_WORDS),
+                                                                   np.uint32))
+
+
+def write_table(trees: list[Tree], writer: ArrayWriter, spec: dict[str, Any]) -> dict[str, Any]:
+    """Concatenate `trees` into the node table and add its arrays to `spec`."""
+    children, feature, threshold, values, missing, cat_node, bits = [], [], [], [], [], [], []
+    roots, offset, bit_offset = [], 0, 0
     for tree in trees:
-        t = tree.tree_
-        nodes = int(t.node_count)
+        nodes = len(tree.left)
         index = np.arange(offset, offset + nodes, dtype=np.intp)
-        leaf = t.children_left == -1
+        leaf = tree.left == -1
         pair = np.empty((nodes, 2), dtype=np.intp)
-        pair[:, 0] = np.where(leaf, index, t.children_left + offset)
-        pair[:, 1] = np.where(leaf, index, t.children_right + offset)
+        pair[:, 0] = np.where(leaf, index, tree.left + offset)
+        pair[:, 1] = np.where(leaf, index, tree.right + offset)
         children.append(pair)
-        feature.append(np.where(leaf, 0, t.feature).astype(np.intp))
-        threshold.append(np.where(leaf, 0.0, t.threshold).astype(np.float64))
-        values.append(_leaf_values(t.value, task, combine, n_classes))
+        feature.append(np.where(leaf, 0, tree.feature).astype(np.intp))
+        threshold.append(np.where(leaf, 0.0, tree.threshold).astype(np.float64))
+        values.append(np.asarray(tree.values, dtype=np.float64))
+        missing.append(np.asarray(tree.missing_left, dtype=bool) & ~leaf)
+        local = tree.cat_node if tree.cat_node is not None else np.full(nodes, -1)
+        cat_node.append(np.where(local >= 0, local + bit_offset, -1).astype(np.intp))
+        bits.append(tree.left_bits)
+        bit_offset += len(tree.left_bits)
         roots.append(offset)
         offset += nodes
-    spec: dict[str, Any] = {
-        "kind": "trees", "task": task, "combine": combine, "n_trees": len(trees),
-        "arrays": {
-            "children": writer.add("tree_children", np.concatenate(children)),
-            "feature": writer.add("tree_feature", np.concatenate(feature)),
-            "threshold": writer.add("tree_threshold", np.concatenate(threshold)),
-            "values": writer.add("tree_values", np.concatenate(values)),
-            "roots": writer.add("tree_roots", np.asarray(roots, dtype=np.intp)),
-            # Derivable from children, but stored so that workers share it too.
-            "leaf": writer.add("tree_leaf", np.concatenate(
-                [np.asarray(t.tree_.children_left == -1) for t in trees])),
-        },
-    }
-    if task == "classifier":
-        spec["arrays"]["classes"] = writer.add("tree_classes", estimator.classes_)
+    table = np.concatenate(children)
+    arrays = spec.setdefault("arrays", {})
+    arrays.update({
+        "children": writer.add("tree_children", table),
+        "feature": writer.add("tree_feature", np.concatenate(feature)),
+        "threshold": writer.add("tree_threshold", np.concatenate(threshold)),
+        "values": writer.add("tree_values", np.concatenate(values)),
+        "roots": writer.add("tree_roots", np.asarray(roots, dtype=np.intp)),
+        # Derivable from children, but stored so that the workers share it too.
+        "leaf": writer.add("tree_leaf", table[:, 0] == np.arange(len(table))),
+        "missing_left": writer.add("tree_missing_left", np.concatenate(missing)),
+        "tree_column": writer.add("tree_column",
+                                  np.asarray([t.column for t in trees], dtype=np.intp)),
+    })
+    if bit_offset:
+        arrays["cat_node"] = writer.add("tree_cat_node", np.concatenate(cat_node))
+        arrays["left_bits"] = writer.add("tree_left_bits", np.concatenate(bits))
+    spec["n_trees"] = len(trees)
     return spec
 
 
-def _leaf_values(value: np.ndarray, task: str, combine: str, n_classes: int) -> np.ndarray:
-    if task == "regressor":
-        return np.ascontiguousarray(value[:, 0, :1], dtype=np.float64)
-    rows = np.ascontiguousarray(value[:, 0, :n_classes], dtype=np.float64)
-    if combine == "single":
-        return rows  # DecisionTreeClassifier.predict: argmax of the raw rows
-    # DecisionTreeClassifier.predict_proba, row by row: the same sum and division.
-    normalizer = rows.sum(axis=1)[:, np.newaxis]
-    normalizer[normalizer == 0.0] = 1.0
-    rows /= normalizer
-    return rows
+# The kernel's signature: an array of another dtype or layout is refused at load, not
+# at the first prediction.
+_KERNEL_DTYPES = {"children": np.intp, "feature": np.intp, "threshold": np.float64,
+                  "missing_left": np.bool_, "leaf": np.bool_, "roots": np.intp,
+                  "tree_column": np.intp, "values": np.float64, "cat_node": np.intp,
+                  "left_bits": np.uint32, "cat_feature_row": np.intp,
+                  "known_bits": np.uint32}
+_EMPTY_INTP = np.zeros(0, dtype=np.intp)
+_EMPTY_BITS = np.zeros((0, BITSET_WORDS), dtype=np.uint32)
 
 
 class TreeEnsemble:
-    """A compiled tree model opened from mmapped arrays; every index checked once here."""
+    """A compiled tree model opened from mmapped arrays; every index checked once here,
+    so that the kernel, which checks nothing, cannot read out of bounds or loop."""
 
     def __init__(self, spec: dict[str, Any], reader: ArrayReader, n_features: int) -> None:
         arrays = spec.get("arrays")
         if not isinstance(arrays, dict):
             raise CompiledFormatError("tree model spec has no arrays")
         self.task = spec_choice(spec, "task", ("classifier", "regressor"))
-        self.combine = spec_choice(spec, "combine", ("single", "mean"))
+        self.combine = spec_choice(spec, "combine", ("single", "mean", "sum"))
+        default_output = outputs.FORMAT1_OUTPUTS[(self.task, self.combine)] \
+            if self.combine != "sum" else None
+        self.output = spec_choice({"output": spec.get("output", default_output)}, "output",
+                                  outputs.NAMES)
+        self.round32 = bool(spec.get("round32", True))
+        self.allow_nan = bool(spec.get("allow_nan", False))
         self.n_features = n_features
+
+        def optional(name: str, kind: str, ndim: int, default: Any) -> np.ndarray:
+            return reader.open(arrays[name], kind, ndim) if name in arrays else default
+
         self.children = reader.open(arrays.get("children"), "i", 2)
         self.feature = reader.open(arrays.get("feature"), "i", 1)
         self.threshold = reader.open(arrays.get("threshold"), "f", 1)
@@ -119,29 +141,46 @@ class TreeEnsemble:
         self.leaf = reader.open(arrays.get("leaf"), "b", 1)
         self.classes = (reader.open(arrays.get("classes"), None, 1)
                         if self.task == "classifier" else None)
-        self.depth, self.mean_leaf_depth = self._check()
-        self.n_trees = len(self.roots)
-        self._flat_children = self.children.reshape(-1)
-        self._zero_offsets = np.zeros(self.n_trees, dtype=np.intp)
+        nodes, trees = len(self.feature), len(self.roots)
+        self.missing_left = optional("missing_left", "b", 1, np.zeros(nodes, dtype=bool))
+        self.tree_column = optional("tree_column", "i", 1, np.zeros(trees, dtype=np.intp))
+        self.cat_node = optional("cat_node", "i", 1, _EMPTY_INTP)
+        self.left_bits = optional("left_bits", "u", 2, _EMPTY_BITS)
+        self.encoder = CategoryEncoder.open(spec.get("categories"), reader, n_features)
+        self.cat_feature_row = self.encoder.feature_row if self.encoder else _EMPTY_INTP
+        self.known_bits = self.encoder.known_bits if self.encoder else _EMPTY_BITS
+        self.columns = self._columns()
+        baseline = optional("baseline", "f", 1, np.zeros(self.columns))
+        self.baseline = np.asarray(baseline, dtype=np.float64)
+        self._check()
+        self.n_trees = trees
+        self._inputs = (kernel.KEEP if not self.round32 else
+                        kernel.FLOAT32_NAN if self.allow_nan else kernel.FLOAT32)
 
-    def _check(self) -> tuple[int, float]:
-        """Refuse arrays whose indices could read out of bounds or loop; return the
-        depth of the deepest tree (levels a traversal must take) and the mean depth of
-        a leaf (what a batch costs, see `inferd.model.batch`)."""
+    def _columns(self) -> int:
+        if self.combine != "sum":
+            return int(self.values.shape[1])
+        if self.classes is not None and len(self.classes) > 2:
+            return len(self.classes)
+        return 1
+
+    def _check(self) -> None:
+        for name, dtype in _KERNEL_DTYPES.items():
+            array = getattr(self, name)
+            if array.dtype != dtype or not array.flags.c_contiguous:
+                raise CompiledFormatError(f"tree array {name} is {array.dtype}, the kernel "
+                                          f"reads {np.dtype(dtype)} in C order")
         nodes = len(self.feature)
         roots = np.asarray(self.roots)
         if (nodes == 0 or self.children.shape != (nodes, 2) or len(self.threshold) != nodes
-                or self.values.shape[0] != nodes or len(roots) == 0):
+                or self.values.shape[0] != nodes or len(roots) == 0
+                or self.missing_left.shape != (nodes,)):
             raise CompiledFormatError("tree arrays disagree on the number of nodes")
         if self.combine == "single" and len(roots) != 1:
             raise CompiledFormatError("a single tree model has more than one root")
         if roots[0] != 0 or not bool((np.diff(roots) > 0).all()) or roots[-1] >= nodes:
             raise CompiledFormatError("tree roots are not increasing offsets into the nodes")
-        width = self.values.shape[1]
-        if self.classes is not None and (width != len(self.classes) or width < 1):
-            raise CompiledFormatError("leaf values and classes disagree on the class count")
-        if self.classes is None and width != 1:
-            raise CompiledFormatError("a regressor's leaf values must have one column")
+        self._check_outputs()
         ends = np.append(roots[1:], nodes)
         tree_end = np.repeat(ends, ends - roots)
         index = np.arange(nodes)
@@ -158,100 +197,67 @@ class TreeEnsemble:
         feature = np.asarray(self.feature)
         if not bool(((feature >= 0) & (feature < self.n_features)).all()):
             raise CompiledFormatError("a tree node splits on a feature the model does not have")
-        # The traversal tests the stored leaf flags (mapped, shared by the workers), so
+        # The kernel tests the stored leaf flags (mapped, shared by the workers), so
         # they must say exactly what the children say.
         if self.leaf.shape != (nodes,) or not np.array_equal(self.leaf, leaf):
             raise CompiledFormatError("stored leaf flags disagree with the tree children")
-        return _depth(children, roots, leaf)
+        self._check_categories(nodes, feature)
 
-    def predict(self, rows: np.ndarray) -> np.ndarray:
-        scores = self.scores(rows)
-        if self.classes is None:
-            return scores[:, 0]
-        return self.classes.take(np.argmax(scores, axis=1), axis=0)
+    def _check_outputs(self) -> None:
+        width, trees = self.values.shape[1], len(self.roots)
+        if self.classes is not None and len(self.classes) < 1:
+            raise CompiledFormatError("a classifier without classes")
+        if self.combine != "sum" and self.classes is not None and width != len(self.classes):
+            raise CompiledFormatError("leaf values and classes disagree on the class count")
+        if (self.combine == "sum" or self.classes is None) and width != 1:
+            raise CompiledFormatError("a boosted or regression tree's leaves hold one value")
+        if self.tree_column.shape != (trees,) or not bool(
+                ((self.tree_column >= 0) & (self.tree_column < self.columns)).all()):
+            raise CompiledFormatError("a tree adds to a raw-score column the model lacks")
+        if self.baseline.shape != (self.columns,):
+            raise CompiledFormatError("the baseline does not have one value a column")
+        outputs.check(self.output, self.task, self.columns,
+                      len(self.classes) if self.classes is not None else 0)
 
-    def scores(self, rows: np.ndarray) -> np.ndarray:
-        """Per row: the class probabilities (forest classifier), raw class values (one
-        tree classifier) or the regression value (one column)."""
-        n = rows.shape[0]
-        with np.errstate(over="ignore"):  # an overflow is reported just below
-            as32 = rows.astype(np.float32)
-        if not np.isfinite(as32).all():
-            raise ValueError("Input X contains infinity or a value too large for "
+    def _check_categories(self, nodes: int, feature: np.ndarray) -> None:
+        if len(self.cat_node) == 0:
+            return
+        if self.encoder is None:
+            raise CompiledFormatError("categorical splits without the categories' encoder")
+        if self.cat_node.shape != (nodes,) or self.left_bits.shape[1:] != (BITSET_WORDS,):
+            raise CompiledFormatError("categorical split arrays have the wrong shape")
+        split = np.asarray(self.cat_node) >= 0
+        if not bool((np.asarray(self.cat_node)[split] < len(self.left_bits)).all()):
+            raise CompiledFormatError("a categorical split names a bitset that is not there")
+        rows = np.asarray(self.cat_feature_row)
+        if not bool((rows[feature[split & ~self.leaf]] >= 0).all()):
+            raise CompiledFormatError("a categorical split on a feature without categories")
+
+    # -- prediction -----------------------------------------------------------------------
+
+    def raw(self, rows: np.ndarray) -> np.ndarray:
+        """The raw scores: per row, the baseline plus every tree's leaf, in tree order."""
+        if self.encoder is not None:
+            rows = self.encoder.transform(rows)
+        x = np.ascontiguousarray(rows, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.n_features:  # the kernel reads x unchecked
+            raise ValueError(f"expected rows of {self.n_features} features, got {x.shape}")
+        out = np.empty((len(x), self.columns), dtype=np.float64)
+        if kernel.accumulate(x, self._inputs, self.children, self.feature, self.threshold,
+                             self.missing_left, self.leaf, self.roots, self.tree_column,
+                             self.values, self.cat_node, self.left_bits,
+                             self.cat_feature_row, self.known_bits, self.baseline,
+                             out) == kernel.REFUSED:
+            raise ValueError("Input X contains NaN, infinity or a value too large for "
                              "dtype('float32').")
-        # scikit-learn compares the float32 feature with the float64 threshold in float64.
-        as64 = as32.astype(np.float64)
-        # Rows are independent, so a large batch goes in slices: the working arrays stay
-        # near MAX_PAIRS entries (tens of MB) whatever the rows x trees of a request.
-        step = max(1, MAX_PAIRS // self.n_trees)
-        if n <= step:
-            return self._scores(as64)
-        return np.concatenate([self._scores(as64[i:i + step]) for i in range(0, n, step)])
-
-    def _scores(self, rows64: np.ndarray) -> np.ndarray:
-        n = rows64.shape[0]
-        leaves = self._apply(rows64.reshape(-1), n)
-        return self._combine(self.values[leaves].reshape(self.n_trees, n, -1))
-
-    def _apply(self, xs: np.ndarray, n: int) -> np.ndarray:
-        """The leaf each (tree, row) pair reaches; pair p = tree * n + row.
-
-        Pairs that reached a leaf drop out of the working set, so the work follows the
-        real path lengths rather than the deepest tree's depth (2-3x less on forests
-        with uneven leaves). PERF: they drop out only once a quarter of the set has
-        finished: leaves point to themselves, so a finished pair can ride along, and
-        compacting costs six numpy calls (10-45% faster than compacting at every level,
-        measured on iris and deep extra trees, 1 to 100 rows). `depth` bounds the loop
-        whatever the arrays say.
-        """
-        feature, threshold, children = self.feature, self.threshold, self._flat_children
-        is_leaf = self.leaf
-        if n == 1:  # PERF: the common single-row request skips building both arrays
-            start, offset = self.roots, self._zero_offsets
-        else:
-            start = np.repeat(self.roots, n)
-            offset = np.arange(len(start), dtype=np.intp) % n * self.n_features
-        reached = start.copy()
-        pos = np.arange(len(start))
-        active = start
-        for _ in range(self.depth):
-            go = 2 * active + 1
-            go -= xs[offset + feature[active]] <= threshold[active]
-            active = children[go]
-            done = is_leaf[active]
-            finished = np.count_nonzero(done)
-            if finished * 4 >= len(active):
-                reached[pos[done]] = active[done]
-                if finished == len(active):
-                    return reached
-                keep = ~done
-                pos, active, offset = pos[keep], active[keep], offset[keep]
-        reached[pos] = active
-        return reached
-
-    def _combine(self, leaves: np.ndarray) -> np.ndarray:
-        if self.combine == "single":
-            return leaves[0]
-        # Tree by tree, as the forest accumulates, then the mean. A reduction over the
-        # outer axis adds whole (rows, k) planes in order (pairwise summation applies
-        # only along the contiguous axis), so this equals the forest's loop bit for bit
-        # (the hypothesis tests check it) at a fraction of the cost of a Python loop.
-        out: np.ndarray = np.add.reduce(leaves, axis=0)
-        out /= self.n_trees
         return out
 
+    def predict(self, rows: np.ndarray) -> np.ndarray:
+        return outputs.predict(self.output, self.raw(rows), self.n_trees, self.classes)
 
-def _depth(children: np.ndarray, roots: np.ndarray, leaf: np.ndarray) -> tuple[int, float]:
-    """Levels from the roots to the deepest leaf, and the mean depth of a reachable
-    leaf; one vectorised step per level."""
-    frontier = roots
-    depth = leaves = depth_sum = 0
-    while True:
-        at_leaf = leaf[frontier]
-        leaves += int(at_leaf.sum())
-        depth_sum += depth * int(at_leaf.sum())
-        frontier = frontier[~at_leaf]
-        if not len(frontier):
-            return depth, depth_sum / max(leaves, 1)
-        depth += 1
-        frontier = children[frontier].reshape(-1)
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        return outputs.predict_proba(self.output, self.raw(rows), self.n_trees)
+
+    @property
+    def has_proba(self) -> bool:
+        return self.task == "classifier"
