@@ -7,12 +7,13 @@ rows' raw scores. It is compiled with numba once, eagerly, for the one signature
 (read-only arrays: the slot's memory-mapped files), when this module is imported: in
 the gunicorn master before it forks (`inferd.server.preload`), so the workers share the
 machine code and never compile. Measured on the 2-core development VM
-(`python -m benchmarks.kernel`): numba's import and the compile take about 1 s (0.3 s
-from numba's on-disk cache, see `_compiled`) and 140 MB RSS in the master.
+(`python -m benchmarks.kernel`): numba's import and the compile take 1-4 s (0.4 s from
+numba's on-disk cache, see `_compiled`) and about 130 MB RSS in the master, 70 MB of
+which `release_compiler_pages` gives back before the fork.
 
 Equal to the training library bit for bit because it adds the same float64 numbers in
 the same order: for each (row, output column) the trees in model order, starting from
-the baseline the caller put in `out`. The loop is tree-major inside blocks of rows, so
+the baseline. The loop is tree-major inside blocks of rows, so
 one tree's nodes stay in cache while a block of rows goes through it; the order of the
 additions into any one `out[row, column]` is still the trees' order.
 
