@@ -3,10 +3,10 @@
 scikit-learn rounds the inputs to float32 and compares them with the float64
 thresholds (`sklearn/tree/_tree.pyx`, `_apply_dense`), sending NaN the way each node
 learned (`missing_go_to_left`) where the estimator accepts NaN at all. A forest
-classifier's leaf rows are each tree's `predict_proba` rows (value normalised by its
-row sum, precomputed here with the same numpy calls), summed tree by tree from zero
-and divided by the tree count (`sklearn/ensemble/_forest.py`, `_accumulate_prediction`);
-a single tree classifier takes the argmax of the raw value rows.
+classifier's leaf rows are each tree's `predict_proba` rows (the value rows as stored:
+class fractions), summed tree by tree from zero and divided by the tree count
+(`sklearn/ensemble/_forest.py`, `_accumulate_prediction`); a single tree classifier
+takes the argmax of the same rows and answers them as its probabilities.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ def compile_forest(estimator: Any, writer: ArrayWriter) -> dict[str, Any]:
     trees = [estimator] if name in SINGLE else list(estimator.estimators_)
     combine = "single" if name in SINGLE else "mean"
     n_classes = int(estimator.n_classes_) if task == "classifier" else 0
-    table = [_tree(t.tree_, task, combine, n_classes) for t in trees]
+    table = [_tree(t.tree_, task, n_classes) for t in trees]
     spec: dict[str, Any] = {"kind": "trees", "task": task, "combine": combine,
                             "output": FORMAT1_OUTPUTS[(task, combine)], "round32": True,
                             "allow_nan": accepts_nan(estimator)}
@@ -56,21 +56,16 @@ def accepts_nan(estimator: Any) -> bool:
     return True
 
 
-def _tree(t: Any, task: str, combine: str, n_classes: int) -> Tree:
+def _tree(t: Any, task: str, n_classes: int) -> Tree:
     return Tree(left=np.asarray(t.children_left), right=np.asarray(t.children_right),
                 feature=np.asarray(t.feature), threshold=np.asarray(t.threshold),
-                values=_leaf_values(t.value, task, combine, n_classes),
+                values=_leaf_values(t.value, task, n_classes),
                 missing_left=np.asarray(t.missing_go_to_left, dtype=bool))
 
 
-def _leaf_values(value: np.ndarray, task: str, combine: str, n_classes: int) -> np.ndarray:
+def _leaf_values(value: np.ndarray, task: str, n_classes: int) -> np.ndarray:
     if task == "regressor":
         return np.ascontiguousarray(value[:, 0, :1], dtype=np.float64)
-    rows = np.ascontiguousarray(value[:, 0, :n_classes], dtype=np.float64)
-    if combine == "single":
-        return rows  # DecisionTreeClassifier.predict: argmax of the raw rows
-    # DecisionTreeClassifier.predict_proba, row by row: the same sum and division.
-    normalizer = rows.sum(axis=1)[:, np.newaxis]
-    normalizer[normalizer == 0.0] = 1.0
-    rows /= normalizer
-    return rows
+    # DecisionTreeClassifier.predict_proba returns the value rows as they are (the tree
+    # stores class fractions), and a forest sums exactly those.
+    return np.ascontiguousarray(value[:, 0, :n_classes], dtype=np.float64)

@@ -6,8 +6,8 @@ calls on arrays of the same layout, so the answers are equal to the bit:
     proba_mean    forest classifier: probabilities = sum of the trees' rows / trees
                   (`ForestClassifier.predict_proba`), label = argmax
     mean          forest regressor: sum / trees
-    class_rows    one tree classifier: label = argmax of the raw rows; probabilities =
-                  rows / row sum (`DecisionTreeClassifier.predict_proba`)
+    class_rows    one tree classifier: label = argmax of the rows, probabilities = the
+                  rows (`DecisionTreeClassifier.predict_proba`)
     value         one tree regressor, GradientBoostingRegressor, HistGradientBoosting-
                   Regressor with an identity link: the raw score
     exp           HistGradientBoostingRegressor with a log link (poisson, gamma)
@@ -70,9 +70,7 @@ def predict_proba(output: str, raw: np.ndarray, n_trees: int) -> np.ndarray:
     if output == "proba_mean":
         return raw / n_trees
     if output == "class_rows":
-        normalizer = raw.sum(axis=1)[:, np.newaxis]
-        normalizer[normalizer == 0.0] = 1.0
-        return raw / normalizer
+        return raw  # DecisionTreeClassifier.predict_proba: the value rows as stored
     if output in _BINARY:
         score = np.ascontiguousarray(raw[:, 0])
         if output == "logistic2_ge":
