@@ -210,6 +210,35 @@ with _scipy_hidden():
                                          _types.Array(_types.float64, 1, "C")))
 
 
+def _warm_up() -> None:
+    """Call `accumulate` and `expit` once, on a one-leaf tree, with the argument kinds a
+    worker passes (writable rows and default arrays, read-only mapped ones), here in the
+    master. numba's first call of a dispatcher does the rest of its setup in Python: its
+    `typeof` imports numpy.ma (numpy 2 loads it lazily) and each writable-to-read-only
+    conversion is registered. Done in every worker, that wrote about 7 MB of private
+    pages each on its first prediction (smaps' Private_Dirty, HistGradientBoosting
+    model of the benchmark suite); after this, about 0.5 MB."""
+    def arrays(writable: bool) -> list[np.ndarray]:
+        made = [np.zeros((1, 1)), np.zeros((1, 2), np.intp), np.zeros(1, np.intp),
+                np.zeros(1), np.zeros(1, np.bool_), np.ones(1, np.bool_),
+                np.zeros(1, np.intp), np.zeros(1, np.intp), np.zeros((1, 1)),
+                np.zeros(0, np.intp), np.zeros((0, BITSET_WORDS), np.uint32),
+                np.zeros(0, np.intp), np.zeros((0, BITSET_WORDS), np.uint32), np.zeros(1)]
+        for array in made:
+            array.setflags(write=writable)
+        return made
+
+    for writable in (True, False):
+        x, *table = arrays(writable)
+        args: list[Any] = [x, KEEP, *table, np.empty((1, 1))]
+        accumulate(*args)
+        expit(table[-1], np.empty(1))  # the baseline's array: float64 (1,)
+
+
+with _scipy_hidden():
+    _warm_up()
+
+
 def release_compiler_pages() -> int:
     """Drop this process's mapped pages of LLVM's library (llvmlite), once the kernel is
     compiled; return the kB released. Called in the gunicorn master before it forks.
