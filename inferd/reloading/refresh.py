@@ -39,7 +39,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from inferd.common.errors import InferdError, SourceError
-from inferd.common.selector import version_uri
 from inferd.common.settings import Settings
 from inferd.common.uris import redact_uri
 from inferd.reloading.registry.health import check_registry
@@ -267,18 +266,13 @@ class RefreshLeader:
         if result.status == "reloaded":
             log.info("Automatic model reload applied",
                      extra={"event": "auto_refresh", "result": "reloaded",
-                            "uri": self._model_uri(result.version), "version": result.version,
+                            "uri": result.uri, "version": result.version,
                             "stage": result.stage, "generation": result.generation,
                             "seconds": round(time.monotonic() - started, 3)})
         elif result.status == "noop":
             log.info("Automatic refresh: the source names the model already serving",
                      extra={"event": "auto_refresh", "result": "noop",
                             "version": result.resolved_version})
-
-    def _model_uri(self, version: str | None) -> str:
-        if self.settings.model_source == "local":
-            return f"file://{self.settings.model_path}"
-        return version_uri(self.settings.mlflow_model_name, str(version))
 
     # -- what the poller last saw in the source (written by the leader only) ----------------
 

@@ -8,6 +8,7 @@ one answer, and the version returned is the one that computed the predictions.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from inferd.common import metrics
 from inferd.common.errors import ServiceUnavailableError
+from inferd.model.loaded import LoadedModel
 from inferd.serving.holder import ModelHolder
 
 
@@ -29,18 +31,23 @@ class Predict:
 
     def __init__(self, holder: ModelHolder | None) -> None:
         # None: the worker could not open the state directory (WorkerService says why).
-        self.holder = holder
+        # Decided once here, so the request path tests nothing for it.
+        self._current: Callable[[], LoadedModel] = (
+            holder.current if holder is not None else _unavailable)
+        self.available = holder is not None
 
     def check_available(self) -> None:
         """Raise before a request's body is read when this worker cannot predict at
         all, so that such a worker answers 503 whatever it is sent."""
-        if self.holder is None:
+        if not self.available:
             raise ServiceUnavailableError
 
     def __call__(self, rows: np.ndarray) -> Prediction:
-        if self.holder is None:
-            raise ServiceUnavailableError
-        model = self.holder.current()  # one reference for the whole request
+        model = self._current()  # one reference for the whole request
         values = model.predict(rows)
         metrics.PREDICTED_ROWS.inc(len(rows))
         return Prediction(values, model.version)
+
+
+def _unavailable() -> LoadedModel:
+    raise ServiceUnavailableError
