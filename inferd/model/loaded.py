@@ -13,6 +13,7 @@ import numpy as np
 
 from inferd.common.errors import BadRequestError
 from inferd.model.artifact import load_model_dir
+from inferd.model.inputs import OUTPUTS, Columns, ModelInput
 from inferd.store.slots import verify_files
 
 
@@ -31,13 +32,30 @@ class LoadedModel:
     def version(self) -> str:
         return str(self.manifest.get("version"))
 
-    def predict(self, rows: np.ndarray) -> list[Any]:
+    @property
+    def default_output(self) -> str:
+        """MLflow's `pyfunc_predict_fn` when the model was logged with one."""
+        return str(self.manifest.get("predict_fn") or "predict")
+
+    @property
+    def classes(self) -> list[Any] | None:
+        """The class of each predict_proba column; None for a regressor."""
+        return self.manifest.get("classes")
+
+    def predict(self, inputs: ModelInput, output: str = "predict") -> list[Any]:
+        if isinstance(inputs, Columns):
+            raise BadRequestError("this model takes positional features, not named columns")
+        rows = inputs
         if self.n_features is not None and rows.shape[1] != self.n_features:
             raise BadRequestError(
                 f"each row must have {self.n_features} features, got {rows.shape[1]}"
             )
+        if output not in OUTPUTS:
+            raise BadRequestError(f"unknown output {output!r}; expected one of {OUTPUTS}")
+        if output == "predict_proba" and not self.classes:
+            raise BadRequestError("this model has no predict_proba: it is not a classifier")
         try:
-            out = self.estimator.predict(rows)
+            out = getattr(self.estimator, output)(rows)
         except ValueError as exc:
             # scikit-learn validates its input with ValueError, e.g. a finite float64 that
             # overflows the float32 trees compute in: the client's input, not a 500.

@@ -1,7 +1,8 @@
 """The one predict use case: rows in, predictions out, with the version that computed them.
 
 Called by every protocol's resource in a gunicorn worker thread, once a request, after
-its codec decoded the body into a float matrix. The model is read once per request
+its codec decoded the body into a float matrix or named columns
+(`inferd.model.inputs`). The model is read once per request
 (`ModelHolder.current()`), so a reload that lands mid-request cannot mix two models in
 one answer, and the version returned is the one that computed the predictions.
 """
@@ -12,18 +13,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from inferd.common import metrics
 from inferd.common.errors import ServiceUnavailableError
+from inferd.model.inputs import ModelInput
 from inferd.model.loaded import LoadedModel
 from inferd.serving.holder import ModelHolder
 
 
 @dataclass(frozen=True, slots=True)
 class Prediction:
-    values: list[Any]  # one prediction a row: a class label or a regression value
+    values: list[Any]  # one prediction a row: a label or value, or a row of probabilities
     version: str  # the model version that computed `values`
+    output: str = "predict"  # which of inferd.model.inputs.OUTPUTS computed `values`
+    classes: list[Any] | None = None  # the class of each probability column (predict_proba)
 
 
 class Predict:
@@ -42,11 +44,15 @@ class Predict:
         if not self.available:
             raise ServiceUnavailableError
 
-    def __call__(self, rows: np.ndarray) -> Prediction:
+    def __call__(self, inputs: ModelInput, output: str | None = None) -> Prediction:
+        """`output` None answers with the model's default output (its MLflow
+        `pyfunc_predict_fn`, else "predict")."""
         model = self._current()  # one reference for the whole request
-        values = model.predict(rows)
-        metrics.PREDICTED_ROWS.inc(len(rows))
-        return Prediction(values, model.version)
+        output = output or model.default_output
+        values = model.predict(inputs, output)
+        metrics.PREDICTED_ROWS.inc(len(values))
+        classes = model.classes if output == "predict_proba" else None
+        return Prediction(values, model.version, output, classes)
 
 
 def _unavailable() -> LoadedModel:

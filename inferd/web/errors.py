@@ -1,6 +1,8 @@
 """The one map from inferd's errors to HTTP statuses, and the JSON error body.
 
-Every error answer is `{"detail": "..."}`. Unknown exceptions answer 500 with a
+inferd's own routes answer errors as `{"detail": "..."}`; a protocol with its own error
+shape (MLflow's, the Open Inference Protocol's) sets `req.context.error_body` before it
+can fail, and every handler below writes the body through it. Unknown exceptions answer 500 with a
 generic detail and are logged with their traceback; clients never see one. The
 only status set outside the error table is `/health/`'s, by readiness (below).
 """
@@ -8,6 +10,7 @@ only status set outside the error table is `/health/`'s, by readiness (below).
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import falcon
@@ -42,6 +45,19 @@ STATUS: tuple[tuple[type[InferdError], str], ...] = (
 HEALTH_STATUS = {True: falcon.HTTP_200, False: falcon.HTTP_503}
 
 
+# (status line, message) -> the JSON body of an error answer.
+ErrorBody = Callable[[str, str], dict[str, Any]]
+
+
+def detail_body(status: str, message: str) -> dict[str, Any]:
+    return {"detail": message}
+
+
+def _body(req: falcon.Request, status: str, message: str) -> dict[str, Any]:
+    error_body: ErrorBody = getattr(req.context, "error_body", detail_body)
+    return error_body(status, message)
+
+
 def status_for(exc: InferdError) -> str:
     for kind, status in STATUS:
         if isinstance(exc, kind):
@@ -52,7 +68,7 @@ def status_for(exc: InferdError) -> str:
 def handle_inferd_error(req: falcon.Request, resp: falcon.Response, exc: InferdError,
                         params: dict[str, Any]) -> None:
     resp.status = status_for(exc)
-    resp.media = {"detail": str(exc)}
+    resp.media = _body(req, resp.status, str(exc))
 
 
 def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception,
@@ -61,11 +77,12 @@ def handle_unexpected(req: falcon.Request, resp: falcon.Response, exc: Exception
         raise exc  # let falcon's own errors go through the serializer below
     log.exception("Unhandled error", extra={"event": "unhandled", "path": req.path})
     resp.status = falcon.HTTP_500
-    resp.media = {"detail": "Internal server error; see the server log for this correlation id"}
+    resp.media = _body(req, resp.status,
+                       "Internal server error; see the server log for this correlation id")
 
 
 def serialize_http_error(req: falcon.Request, resp: falcon.Response,
                          exc: falcon.HTTPError) -> None:
-    """Falcon's own errors (404, 405, ...) in inferd's `{"detail": ...}` shape."""
+    """Falcon's own errors (404, 405, ...) in the route's error shape."""
     resp.content_type = falcon.MEDIA_JSON
-    resp.media = {"detail": exc.description or exc.title}
+    resp.media = _body(req, exc.status, exc.description or exc.title)
