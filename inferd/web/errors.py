@@ -85,4 +85,4 @@ def serialize_http_error(req: falcon.Request, resp: falcon.Response,
                          exc: falcon.HTTPError) -> None:
     """Falcon's own errors (404, 405, ...) in the route's error shape."""
     resp.content_type = falcon.MEDIA_JSON
-    resp.media = _body(req, exc.status, exc.description or exc.title)
+    resp.media = _body(req, str(exc.status), exc.description or exc.title)
