@@ -1,6 +1,7 @@
 """A request's inputs checked against the model's signature, as MLflow's scoring server
 does, and turned into what the model takes: a float64 matrix (numpy only, here) or a
-DataFrame (`inferd.model.frame`, pandas, only in a worker whose model needs one).
+DataFrame (`inferd.model.frame`, pandas, imported only in a worker whose model needs
+one, by `inferd.model.loaded.model_input`).
 
 Called once a request by `LoadedModel.predict`, in a gunicorn worker thread. The rules,
 from `mlflow models serve` (`mlflow/utils/proto_json_utils.py`
@@ -56,14 +57,6 @@ class InputRules:
                    n_features=n_features,
                    feature_names=manifest.get("feature_names"),
                    accepts_nan=bool(manifest.get("accepts_nan", False)))
-
-    def prepare(self, inputs: ModelInput) -> Any:
-        """The model's input for `inputs`: a float64 matrix, or a DataFrame."""
-        if self.input_kind == "frame":
-            from inferd.model.frame import to_frame
-
-            return to_frame(inputs, self)
-        return self.matrix(inputs)
 
     @property
     def named_columns(self) -> list[dict[str, Any]] | None:

@@ -2,7 +2,7 @@
 signature has string, binary or datetime columns, or that selects columns by name),
 with MLflow's casts (`inferd.model.enforce`).
 
-Imported lazily by `InputRules.prepare`, so pandas is loaded only in a worker whose
+Imported lazily by `inferd.model.loaded.model_input`, so pandas is loaded only in a worker whose
 slot holds such a model; a worker serving a numeric model never imports it here.
 """
 

@@ -55,7 +55,7 @@ class LoadedModel:
             raise BadRequestError(f"unknown output {output!r}; expected one of {OUTPUTS}")
         if output == "predict_proba" and not self.classes:
             raise BadRequestError("this model has no predict_proba: it is not a classifier")
-        prepared = self.rules.prepare(inputs)
+        prepared = model_input(self.rules, inputs)
         try:
             out = getattr(self.estimator, output)(prepared)
         except (ValueError, TypeError, KeyError, IndexError) as exc:
@@ -85,6 +85,16 @@ class LoadedModel:
             "published_at": m.get("published_at"),
             "loaded_at": self.loaded_at,
         }
+
+
+def model_input(rules: InputRules, inputs: ModelInput) -> Any:
+    """What the model takes for `inputs`: a float64 matrix, or (for a "frame" model,
+    importing pandas in this worker the first time) a DataFrame."""
+    if rules.input_kind == "frame":
+        from inferd.model.frame import to_frame
+
+        return to_frame(inputs, rules)
+    return rules.matrix(inputs)
 
 
 def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> LoadedModel:

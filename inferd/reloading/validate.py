@@ -29,6 +29,7 @@ from inferd.common.errors import BadRequestError, ModelLoadError
 from inferd.model.artifact import UntrustedTypesError, load_model_dir
 from inferd.model.enforce import InputRules
 from inferd.model.inputs import OUTPUTS, Columns
+from inferd.model.loaded import model_input
 from inferd.model.signature import ModelDescription, check_agrees, describe_model_dir, needs_frame
 
 
@@ -125,7 +126,7 @@ def _smoke_test(estimator: Any, description: ModelDescription, facts: dict[str, 
         rules = InputRules.from_manifest({**facts, "input_kind": "matrix",
                                           "accepts_nan": True}, n_features)
         try:
-            rows = rules.prepare(example)
+            rows = model_input(rules, example)
             _check_answer(estimator, rows, rows.shape[0])
             facts["input_kind"] = "matrix"
             return rows
@@ -136,7 +137,7 @@ def _smoke_test(estimator: Any, description: ModelDescription, facts: dict[str, 
     # Named columns a float matrix cannot carry, or a model that needs them by name.
     rules = InputRules.from_manifest({**facts, "input_kind": "frame"}, n_features)
     try:
-        frame = rules.prepare(example)
+        frame = model_input(rules, example)
         _check_answer(estimator, frame, len(frame))
     except (BadRequestError, ModelLoadError) as exc:
         first = f" (as a float matrix: {matrix_error})" if matrix_error else ""
