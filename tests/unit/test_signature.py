@@ -209,3 +209,24 @@ def test_a_string_pipeline_publishes_and_serves_through_the_reload_path(
         model.predict(Columns(("size", "count"), ([1.0], [1]), 1))
     with pytest.raises(BadRequestError, match="column 'count' is of type long"):
         model.predict(Columns(("colour", "size", "count"), (["red"], [1.0], ["many"]), 1))
+
+
+def test_a_model_logged_with_predict_proba_answers_probabilities_by_default(
+        mlflow_models: dict[str, Path], tmp_path: Path) -> None:
+    from tests.support import app_client
+
+    settings = Settings(state_dir=tmp_path / "state", model_source="local",
+                        model_path=mlflow_models["logistic"])
+    reloader = open_reloader(settings)
+    assert reloader.run().status == "reloaded"
+    client = app_client(settings, runner=reloader)
+    x = iris_frame()[0].values[:3]
+    expected = LogisticRegression(max_iter=500).fit(*load_iris(return_X_y=True)).predict_proba(x)
+    resp = client.simulate_post("/predict/", json={"features": x.tolist()})
+    assert resp.status_code == 200, resp.text
+    assert resp.json["classes"] == [0, 1, 2]
+    # Served compiled: the same bits as scikit-learn's own predict_proba.
+    assert np.array_equal(np.array(resp.json["predictions"]), expected)
+    assert client.simulate_get("/health/").json["model"]["form"] == "compiled"
+    labels = client.simulate_post("/predict/", json={"features": x.tolist(), "output": "predict"})
+    assert labels.json["predictions"] == [0, 0, 0]
