@@ -53,6 +53,21 @@ def write_model(path: Path, model: object) -> Path:
     return path
 
 
+def save_mlflow_model(path: Path, model: Any, **kwargs: Any) -> Path:
+    """Write `model` as an MLflow model directory with mlflow.sklearn.save_model
+    (cloudpickle; `kwargs`: signature, input_example, pyfunc_predict_fn...)."""
+    import warnings
+
+    import mlflow.sklearn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Naming the requirements skips MLflow inferring them in a subprocess (~15 s).
+        mlflow.sklearn.save_model(model, str(path), serialization_format="cloudpickle",
+                                  pip_requirements=["scikit-learn"], **kwargs)
+    return path
+
+
 class ManualClock:
     """A monotonic clock that moves only when a test calls `advance`."""
 

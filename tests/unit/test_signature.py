@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -28,18 +27,7 @@ from inferd.model.loaded import load_slot
 from inferd.model.signature import parse_signature
 from inferd.reloading.reload import open_reloader
 from inferd.reloading.validate import validate_staged
-
-
-def save_mlflow(path: Path, model: Any, **kwargs: Any) -> Path:
-    import mlflow.sklearn
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # Naming the requirements skips MLflow inferring them in a subprocess (~15 s).
-        mlflow.sklearn.save_model(model, str(path), serialization_format="cloudpickle",
-                                  pip_requirements=["scikit-learn"],
-                                  **kwargs)
-    return path
+from tests.fakes import save_mlflow_model
 
 
 def iris_frame() -> tuple[pd.DataFrame, Any]:
@@ -74,11 +62,11 @@ def mlflow_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     logistic = LogisticRegression(max_iter=500).fit(x.values, y)
     pipeline, frame = colour_pipeline()
     return {
-        "forest": save_mlflow(root / "forest", forest, input_example=x.head(3)),
-        "logistic": save_mlflow(
+        "forest": save_mlflow_model(root / "forest", forest, input_example=x.head(3)),
+        "logistic": save_mlflow_model(
             root / "logistic", logistic, pyfunc_predict_fn="predict_proba",
             signature=infer_signature(x.values, logistic.predict_proba(x.values))),
-        "colours": save_mlflow(root / "colours", pipeline, input_example=frame.head(3)),
+        "colours": save_mlflow_model(root / "colours", pipeline, input_example=frame.head(3)),
     }
 
 
