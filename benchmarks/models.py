@@ -88,3 +88,55 @@ def prepare(cache: Path) -> Models:
                                              random_state=0).fit(xb, yb)
         _save_mlflow(hgb, models.bc_hgb_dir, xb[:2])
     return models
+
+
+@dataclass(frozen=True)
+class ScoringModels:
+    """The MLflow models `benchmarks.invocations` serves."""
+
+    iris_named_dir: Path  # iris forest, 100 trees, a named-column signature
+    pipeline_dir: Path  # OneHotEncoder on a string column + a numeric column
+
+
+def prepare_scoring(cache: Path) -> ScoringModels:
+    import mlflow.sklearn
+    import numpy as np
+    import pandas as pd
+    import sklearn
+    from mlflow.models import infer_signature
+    from sklearn.compose import ColumnTransformer
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import OneHotEncoder
+
+    root = cache / f"sklearn-{sklearn.__version__}"
+    root.mkdir(parents=True, exist_ok=True)
+    models = ScoringModels(root / "iris-rf100-named", root / "pipeline-onehot")
+
+    def save(model: Any, path: Path, signature: Any) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        mlflow.sklearn.save_model(model, str(tmp), signature=signature,
+                                  serialization_format="cloudpickle",
+                                  pip_requirements=["scikit-learn"])
+        tmp.rename(path)
+
+    if not models.iris_named_dir.exists():
+        x, y = load_iris(return_X_y=True, as_frame=True)
+        forest = RandomForestClassifier(100, random_state=0).fit(x, y)
+        save(forest, models.iris_named_dir, infer_signature(x, forest.predict(x)))
+    if not models.pipeline_dir.exists():
+        rng = np.random.default_rng(0)
+        frame = pd.DataFrame({"color": rng.choice(["red", "green", "blue"], 200),
+                              "size": rng.normal(size=200)})
+        label = ((frame["color"] == "red") ^ (frame["size"] > 0)).astype(int)
+        pipeline = Pipeline([
+            ("columns", ColumnTransformer([
+                ("onehot", OneHotEncoder(handle_unknown="ignore"), ["color"]),
+                ("size", "passthrough", ["size"])])),
+            ("classifier", LogisticRegression()),
+        ]).fit(frame, label)
+        save(pipeline, models.pipeline_dir, infer_signature(frame, pipeline.predict(frame)))
+    return models

@@ -10,6 +10,8 @@ unstarted.
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 
 from inferd.common import logs
@@ -19,26 +21,32 @@ from inferd.serving.service import WorkerService
 from inferd.usecases.admin import Admin
 from inferd.usecases.health import HealthCheck
 from inferd.usecases.predict import Predict
-from inferd.web import docs, errors, resources
+from inferd.web import docs, errors, resources, scoring
 from inferd.web.middleware import RequestContext
 
 
 def create_app(service: WorkerService) -> falcon.App:
     settings = service.settings
-    app = falcon.App(middleware=[RequestContext()])
+    middleware: list[Any] = [RequestContext(), scoring.ProtocolErrors()]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, errors.handle_unexpected)
     app.add_error_handler(InferdError, errors.handle_inferd_error)
     app.set_error_serializer(errors.serialize_http_error)
 
     admin = Admin(service.runner, settings)
+    predict, health = Predict(service.holder), HealthCheck(service)
     app.add_route("/predict", resources.PredictResource(
-        Predict(service.holder), settings.max_body_bytes, settings.max_rows))
-    app.add_route("/health", resources.HealthResource(HealthCheck(service)))
+        predict, settings.max_body_bytes, settings.max_rows))
+    app.add_route("/health", resources.HealthResource(health))
     app.add_route("/admin/reload", resources.ReloadResource(admin, settings.admin_token_header))
     app.add_route("/admin/rollback",
                   resources.RollbackResource(admin, settings.admin_token_header))
     app.add_route("/metrics", resources.MetricsResource())
+    app.add_route("/invocations", scoring.InvocationsResource(
+        predict, settings.max_body_bytes, settings.max_rows))
+    app.add_route("/ping", scoring.PingResource(health))
+    app.add_route("/version", scoring.VersionResource())
     docs.add_routes(app, settings)
     return app
 

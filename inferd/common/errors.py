@@ -10,7 +10,8 @@
     ├── ServiceUnavailableError  this worker could not open the state directory
     ├── ForbiddenError         an admin request without the admin token
     ├── BadRequestError        a prediction request is malformed
-    │   └── PayloadTooLargeError
+    │   ├── PayloadTooLargeError
+    │   └── UnsupportedMediaTypeError
     ├── ReloadBusyError        another reload holds the lock for too long
     ├── ReloadProcessError     the reload's child process overran its time or died
     ├── ReloadFailedError      an admin reload or rollback failed (wraps the cause)
@@ -57,6 +58,10 @@ class BadRequestError(InferdError):
 
 class PayloadTooLargeError(BadRequestError):
     """The request body is larger than INFERD_MAX_BODY_BYTES."""
+
+
+class UnsupportedMediaTypeError(BadRequestError):
+    """The request's Content-Type is not one the protocol reads."""
 
 
 class ReloadBusyError(InferdError):

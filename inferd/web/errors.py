@@ -25,6 +25,7 @@ from inferd.common.errors import (
     ReloadBusyError,
     ReloadFailedError,
     ServiceUnavailableError,
+    UnsupportedMediaTypeError,
 )
 
 log = logging.getLogger("inferd.web")
@@ -32,6 +33,7 @@ log = logging.getLogger("inferd.web")
 # Most specific first; the first isinstance match wins.
 STATUS: tuple[tuple[type[InferdError], str], ...] = (
     (PayloadTooLargeError, falcon.HTTP_413),
+    (UnsupportedMediaTypeError, falcon.HTTP_415),
     (BadRequestError, falcon.HTTP_400),
     (ForbiddenError, falcon.HTTP_403),
     (NoModelError, falcon.HTTP_503),

@@ -12,6 +12,7 @@ from typing import Any
 
 from inferd import __version__
 from inferd.common.settings import Settings
+from inferd.web import scoring_openapi
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _CORRELATION = {"X-Correlation-ID": {"$ref": "#/components/headers/CorrelationId"}}
@@ -212,6 +213,10 @@ def _admin_operation(summary: str, operation_id: str,
 
 
 def build(settings: Settings) -> dict[str, Any]:
+    return scoring_openapi.extend(_inferd(settings), settings)
+
+
+def _inferd(settings: Settings) -> dict[str, Any]:
     predict = _predict_operation()
     health = _health_operation()
     return {
