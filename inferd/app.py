@@ -19,26 +19,36 @@ from inferd.serving.service import WorkerService
 from inferd.usecases.admin import Admin
 from inferd.usecases.health import HealthCheck
 from inferd.usecases.predict import Predict
-from inferd.web import docs, errors, resources
+from inferd.web import docs, errors, resources, v2
 from inferd.web.middleware import RequestContext
 
 
 def create_app(service: WorkerService) -> falcon.App:
     settings = service.settings
-    app = falcon.App(middleware=[RequestContext()])
+    app = falcon.App(middleware=(RequestContext(), v2.ErrorShape()))
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, errors.handle_unexpected)
     app.add_error_handler(InferdError, errors.handle_inferd_error)
     app.set_error_serializer(errors.serialize_http_error)
 
     admin = Admin(service.runner, settings)
+    predict = Predict(service.holder)
     app.add_route("/predict", resources.PredictResource(
-        Predict(service.holder), settings.max_body_bytes, settings.max_rows))
+        predict, settings.max_body_bytes, settings.max_rows))
     app.add_route("/health", resources.HealthResource(HealthCheck(service)))
     app.add_route("/admin/reload", resources.ReloadResource(admin, settings.admin_token_header))
     app.add_route("/admin/rollback",
                   resources.RollbackResource(admin, settings.admin_token_header))
     app.add_route("/metrics", resources.MetricsResource())
+    served = v2.ServedModel(service.holder, settings.mlflow_model_name)
+    app.add_route("/v2", v2.ServerMetadataResource())
+    app.add_route("/v2/health/live", v2.LiveResource())
+    app.add_route("/v2/health/ready", v2.ServerReadyResource(served))
+    for model in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        app.add_route(model, v2.ModelMetadataResource(served))
+        app.add_route(f"{model}/ready", v2.ModelReadyResource(served))
+        app.add_route(f"{model}/infer", v2.InferResource(
+            served, predict, settings.max_body_bytes, settings.max_rows))
     docs.add_routes(app, settings)
     return app
 

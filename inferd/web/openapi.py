@@ -12,6 +12,7 @@ from typing import Any
 
 from inferd import __version__
 from inferd.common.settings import Settings
+from inferd.web import openapi_v2
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _CORRELATION = {"X-Correlation-ID": {"$ref": "#/components/headers/CorrelationId"}}
@@ -199,7 +200,7 @@ def _admin_operation(summary: str, operation_id: str,
 def build(settings: Settings) -> dict[str, Any]:
     predict = _predict_operation()
     health = _health_operation()
-    return {
+    return openapi_v2.extend({
         "openapi": "3.1.0",
         "info": {
             "title": "inferd",
@@ -245,4 +246,4 @@ def build(settings: Settings) -> dict[str, Any]:
                 "description": "ADMIN_API_TOKEN; admin routes are open when it is unset",
             }},
         },
-    }
+    }, settings)
