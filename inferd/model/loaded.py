@@ -13,7 +13,8 @@ import numpy as np
 
 from inferd.common.errors import BadRequestError
 from inferd.model.artifact import load_model_dir
-from inferd.model.inputs import OUTPUTS, Columns, ModelInput
+from inferd.model.enforce import InputRules
+from inferd.model.inputs import OUTPUTS, ModelInput
 from inferd.store.slots import verify_files
 
 
@@ -27,6 +28,11 @@ class LoadedModel:
     n_features: int | None
     form: str = "fallback"
     loaded_at: float = field(default_factory=time.time)
+    # How requests become the model's input (signature, matrix or DataFrame).
+    rules: InputRules = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.rules = InputRules.from_manifest(self.manifest, self.n_features)
 
     @property
     def version(self) -> str:
@@ -43,22 +49,20 @@ class LoadedModel:
         return self.manifest.get("classes")
 
     def predict(self, inputs: ModelInput, output: str = "predict") -> list[Any]:
-        if isinstance(inputs, Columns):
-            raise BadRequestError("this model takes positional features, not named columns")
-        rows = inputs
-        if self.n_features is not None and rows.shape[1] != self.n_features:
-            raise BadRequestError(
-                f"each row must have {self.n_features} features, got {rows.shape[1]}"
-            )
+        """Check `inputs` against the model's signature (`inferd.model.enforce`) and
+        answer `output` for each row: a label or value, or a row of probabilities."""
         if output not in OUTPUTS:
             raise BadRequestError(f"unknown output {output!r}; expected one of {OUTPUTS}")
         if output == "predict_proba" and not self.classes:
             raise BadRequestError("this model has no predict_proba: it is not a classifier")
+        prepared = model_input(self.rules, inputs)
         try:
-            out = getattr(self.estimator, output)(rows)
-        except ValueError as exc:
-            # scikit-learn validates its input with ValueError, e.g. a finite float64 that
-            # overflows the float32 trees compute in: the client's input, not a 500.
+            out = getattr(self.estimator, output)(prepared)
+        except (ValueError, TypeError, KeyError, IndexError) as exc:
+            # scikit-learn validates its input with ValueError (e.g. a finite float64 that
+            # overflows the float32 trees compute in), and a pipeline over a DataFrame
+            # fails with TypeError or KeyError on values it cannot encode: the client's
+            # input, not a 500 (mlflow models serve answers these 400 too).
             raise BadRequestError(f"the model rejected the input: {exc}") from exc
         return np.asarray(out).tolist()
 
@@ -81,6 +85,16 @@ class LoadedModel:
             "published_at": m.get("published_at"),
             "loaded_at": self.loaded_at,
         }
+
+
+def model_input(rules: InputRules, inputs: ModelInput) -> Any:
+    """What the model takes for `inputs`: a float64 matrix, or (for a "frame" model,
+    importing pandas in this worker the first time) a DataFrame."""
+    if rules.input_kind == "frame":
+        from inferd.model.frame import to_frame
+
+        return to_frame(inputs, rules)
+    return rules.matrix(inputs)
 
 
 def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> LoadedModel:

@@ -101,6 +101,8 @@ def disagreement(estimator: Any, compiled: CompiledModel, rows: np.ndarray) -> s
     """Why the compiled form is not the estimator to the bit on `rows`, or None."""
     if not np.array_equal(np.asarray(estimator.predict(rows)), compiled.predict(rows)):
         return "its predictions differ from scikit-learn's"
+    if hasattr(estimator, "predict_proba") and not compiled.has_proba:
+        return "it has no predict_proba, which scikit-learn's model has"
     if compiled.has_proba and hasattr(estimator, "predict_proba"):
         expected = np.asarray(estimator.predict_proba(rows), dtype=np.float64)
         got = compiled.predict_proba(rows)
