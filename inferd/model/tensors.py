@@ -57,11 +57,9 @@ def _value_datatype(value: Any) -> str:
 
 
 def column_names(model: LoadedModel) -> frozenset[str]:
-    """The input columns the model's signature names; empty without a column signature."""
-    signature = model.manifest.get("signature") or {}
-    if signature.get("kind") != "columns":
-        return frozenset()
-    return frozenset(str(c.get("name")) for c in signature.get("inputs") or ())
+    """The input columns the model takes by name (its signature's, or the columns it
+    was fitted on); empty for a model that takes positional features only."""
+    return frozenset(str(spec["name"]) for spec in model.rules.named_columns or ())
 
 
 def _signature_tensors(specs: list[dict[str, Any]], kind: str,
@@ -84,6 +82,8 @@ def _inputs(model: LoadedModel) -> list[dict[str, Any]]:
     if signature.get("inputs"):
         return _signature_tensors(signature["inputs"], signature.get("kind", "tensor"),
                                   "input")
+    if model.rules.named_columns:  # fitted on named columns, logged without a signature
+        return _signature_tensors(model.rules.named_columns, "columns", "input")
     width = model.n_features if model.n_features is not None else -1
     return [{"name": "input-0", "datatype": "FP64", "shape": [-1, width]}]
 
@@ -102,8 +102,9 @@ def _outputs(model: LoadedModel) -> list[dict[str, Any]]:
 def describe(model: LoadedModel) -> dict[str, Any]:
     """What the model takes and gives, as v2 tensors, and its classes.
 
-    `inputs`: one entry per column of a column signature, the tensors of a tensor
-    signature, else one FP64 tensor `[-1, n_features]`; `outputs`: `predict` and, for
+    `inputs`: one entry per column of a column signature (or of the columns the model
+    was fitted on), the tensors of a tensor signature, else one FP64 tensor
+    `[-1, n_features]`; `outputs`: `predict` and, for
     a classifier, `predict_proba` (one FP64 column per class, in `classes` order);
     `default_output`: what an infer request without `outputs` answers with.
     """

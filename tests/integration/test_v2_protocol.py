@@ -107,6 +107,19 @@ def test_tritonclient_infer_equals_predict(server: InferdServer,
     assert result.as_numpy("predict").tolist() == predict_answer(server, rows)
 
 
+@pytest.mark.parametrize("binary", [True, False])
+def test_tritonclient_requested_outputs(server: InferdServer, forest: Any,
+                                        client: triton.InferenceServerClient,
+                                        binary: bool) -> None:
+    tensor = triton.InferInput("input-0", list(ROWS.shape), "FP64")
+    tensor.set_data_from_numpy(ROWS, binary_data=binary)
+    result = client.infer(NAME, [tensor], outputs=[
+        triton.InferRequestedOutput("predict_proba", binary_data=binary)])
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["predict_proba"]
+    assert result.as_numpy("predict_proba").tolist() == forest.predict_proba(ROWS).tolist()
+    assert client.get_model_metadata(NAME)["classes"] == [0, 1, 2]
+
+
 def test_tritonclient_errors(client: triton.InferenceServerClient) -> None:
     tensor = triton.InferInput("input-0", [1, 4], "FP64")
     tensor.set_data_from_numpy(np.array([IRIS_ROWS[0]]))

@@ -172,13 +172,6 @@ def test_a_binary_bool_must_be_zero_or_one() -> None:
         decode(body[:-1] + b"\x07", length)
 
 
-@pytest.mark.parametrize("value", [np.nan, np.inf, -np.inf])
-def test_non_finite_binary_values_are_refused(value: float) -> None:
-    request = decode(*triton_request(np.array([[1.0, value, 1.0, 1.0]]), "FP64"))
-    with pytest.raises(BadRequestError, match="finite"):
-        v2.model_input(request, frozenset())
-
-
 @given(st.binary(max_size=200), st.integers(min_value=0, max_value=220))
 @settings(max_examples=300, deadline=None)
 def test_arbitrary_binary_bodies_decode_or_say_why(body: bytes, header: int) -> None:

@@ -137,6 +137,19 @@ def test_infer_binary_both_ways_with_tritonclient(client: testing.TestClient,
     assert result.as_numpy("predict").tolist() == expected
 
 
+def test_requested_outputs_come_from_one_version(client: testing.TestClient,
+                                                 forests: tuple[Any, Any]) -> None:
+    body = infer_body(ROWS, outputs=[{"name": "predict_proba"},
+                                     {"name": "predict", "parameters": {"binary_data": False}}])
+    resp = client.simulate_post(f"/v2/models/{NAME}/infer", json=body)
+    proba, labels = resp.json["outputs"]
+    assert (proba["name"], proba["shape"], proba["datatype"]) == ("predict_proba", [3, 3], "FP64")
+    assert np.reshape(proba["data"], (3, 3)).tolist() == forests[0].predict_proba(
+        np.array(ROWS)).tolist()
+    assert labels["data"] == forests[0].predict(np.array(ROWS)).tolist()
+    assert client.simulate_get(f"/v2/models/{NAME}").json["classes"] == [0, 1, 2]
+
+
 @pytest.mark.parametrize("body, message", [
     (infer_body([[1.0, 2.0, 3.0]]), "shape holds 4 elements, but 'data' has 3"),
     ({"inputs": [{"name": "x", "datatype": "FP64", "shape": [1, 3], "data": [1, 2, 3]}]},
@@ -150,6 +163,21 @@ def test_bad_infer_requests_are_400s(client: testing.TestClient, body: dict[str,
     resp = client.simulate_post(f"/v2/models/{NAME}/infer", json=body)
     assert resp.status_code == 400
     assert list(resp.json) == ["error"] and message in resp.json["error"]
+
+
+@pytest.mark.parametrize("value, status", [(np.inf, 400), (-np.inf, 400), (np.nan, 200)])
+def test_the_model_decides_on_non_finite_binary_values(client: testing.TestClient,
+                                                       value: float, status: int) -> None:
+    # Only the binary extension can carry them. A forest takes a missing value (NaN)
+    # as scikit-learn's does, and refuses an infinite one.
+    tensor = triton.InferInput("input-0", [1, 4], "FP64")
+    tensor.set_data_from_numpy(np.array([[5.1, value, 1.4, 0.2]]))
+    body, length = _get_inference_request([tensor], "", None, 0, False, False, 0, None, None)
+    resp = client.simulate_post(f"/v2/models/{NAME}/infer", body=body,
+                                headers={"Inference-Header-Content-Length": str(length)})
+    assert resp.status_code == status
+    if status == 400:
+        assert "feature 1 row 0 is infinite" in resp.json["error"]
 
 
 def test_oversized_and_compressed_bodies(make_client: Callable[..., testing.TestClient]

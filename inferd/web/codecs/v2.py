@@ -17,6 +17,10 @@ is handed (`model_input`):
   signature (MLServer's pandas codec): `Columns`, which the model checks against its
   signature as every protocol does.
 
+The model, not the codec, refuses values it cannot take (`inferd.model.enforce`):
+non-finite numbers, which only the binary extension can carry, unless it takes missing
+values as NaN; a column of a type its signature refuses.
+
 Everything else is a BadRequestError that says what was expected and what came.
 """
 
@@ -233,13 +237,12 @@ def model_input(request: InferRequest, columns: frozenset[str]) -> ModelInput:
 
 
 def _matrix(tensor: Tensor) -> np.ndarray:
+    # Non-finite values (only the binary extension can send them) are the model's to
+    # refuse: one that takes missing values takes NaN (`inferd.model.enforce`).
     if tensor.datatype == "BYTES":
         raise BadRequestError(
             f"input {tensor.name!r}: a [rows, n_features] tensor must be numbers, not BYTES")
-    rows = tensor.data.astype(np.float64, copy=False)
-    if not np.isfinite(rows).all():
-        raise BadRequestError(f"input {tensor.name!r}: values must be finite numbers")
-    return rows
+    return tensor.data.astype(np.float64, copy=False)
 
 
 def _columns(tensors: tuple[Tensor, ...]) -> Columns:
@@ -250,10 +253,7 @@ def _columns(tensors: tuple[Tensor, ...]) -> Columns:
             raise BadRequestError(
                 f"input {tensor.name!r} has shape {list(tensor.shape)}; a column is "
                 f"[{n_rows}] or [{n_rows}, 1], as long as the first input")
-        column = tensor.data.reshape(n_rows)
-        if column.dtype.kind == "f" and not np.isfinite(column).all():
-            raise BadRequestError(f"input {tensor.name!r}: values must be finite numbers")
-        values.append(column)
+        values.append(tensor.data.reshape(n_rows))
     return Columns(tuple(t.name for t in tensors), tuple(values), n_rows)
 
 
