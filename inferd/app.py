@@ -21,13 +21,13 @@ from inferd.serving.service import WorkerService
 from inferd.usecases.admin import Admin
 from inferd.usecases.health import HealthCheck
 from inferd.usecases.predict import Predict
-from inferd.web import docs, errors, resources, scoring
+from inferd.web import docs, errors, resources, scoring, v2
 from inferd.web.middleware import RequestContext
 
 
 def create_app(service: WorkerService) -> falcon.App:
     settings = service.settings
-    middleware: list[Any] = [RequestContext(), scoring.ProtocolErrors()]
+    middleware: list[Any] = [RequestContext(), scoring.ProtocolErrors(), v2.ErrorShape()]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, errors.handle_unexpected)
@@ -47,6 +47,15 @@ def create_app(service: WorkerService) -> falcon.App:
         predict, settings.max_body_bytes, settings.max_rows))
     app.add_route("/ping", scoring.PingResource(health))
     app.add_route("/version", scoring.VersionResource())
+    served = v2.ServedModel(service.holder, settings.mlflow_model_name)
+    app.add_route("/v2", v2.ServerMetadataResource())
+    app.add_route("/v2/health/live", v2.LiveResource())
+    app.add_route("/v2/health/ready", v2.ServerReadyResource(served))
+    for model in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        app.add_route(model, v2.ModelMetadataResource(served))
+        app.add_route(f"{model}/ready", v2.ModelReadyResource(served))
+        app.add_route(f"{model}/infer", v2.InferResource(
+            served, predict, settings.max_body_bytes, settings.max_rows))
     docs.add_routes(app, settings)
     return app
 

@@ -19,6 +19,7 @@ from typing import Any
 
 from inferd.common.errors import NoModelError, ServiceUnavailableError
 from inferd.common.uris import redact_uri
+from inferd.model import tensors
 from inferd.model.loaded import LoadedModel
 from inferd.reloading.refresh import refresh_status
 from inferd.reloading.registry.health import RegistryHealth
@@ -60,7 +61,8 @@ class HealthCheck:
             "ready": model is not None,
             "details": {"metrics": manifest.get("metrics", {})},
             "mlflow": self._mlflow(manifest, registry),
-            "model": model.describe() if model else None,
+            # what it takes and gives, as the v2 model metadata says it too
+            "model": {**model.describe(), **tensors.describe(model)} if model else None,
             "admin": {"auth": "enabled" if self.settings.admin_token else "disabled"},
         }
         if error:

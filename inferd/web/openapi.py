@@ -13,6 +13,7 @@ from typing import Any
 from inferd import __version__
 from inferd.common.settings import Settings
 from inferd.web import scoring_openapi
+from inferd.web import openapi_v2
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _CORRELATION = {"X-Correlation-ID": {"$ref": "#/components/headers/CorrelationId"}}
@@ -219,7 +220,7 @@ def build(settings: Settings) -> dict[str, Any]:
 def _inferd(settings: Settings) -> dict[str, Any]:
     predict = _predict_operation()
     health = _health_operation()
-    return {
+    return openapi_v2.extend({
         "openapi": "3.1.0",
         "info": {
             "title": "inferd",
@@ -265,4 +266,4 @@ def _inferd(settings: Settings) -> dict[str, Any]:
                 "description": "ADMIN_API_TOKEN; admin routes are open when it is unset",
             }},
         },
-    }
+    }, settings)

@@ -13,7 +13,8 @@ from jsonschema import Draft202012Validator
 from inferd.common.settings import Settings
 from inferd.web import openapi
 
-ERROR_SCHEMAS = {"#/components/schemas/Error", "#/components/schemas/MlflowError"}
+ERROR_SCHEMAS = {"#/components/schemas/Error", "#/components/schemas/MlflowError",
+                 "#/components/schemas/V2Error"}
 
 
 def refs(node: Any) -> list[str]:
