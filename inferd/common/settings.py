@@ -118,6 +118,10 @@ def _flag(raw: str) -> bool:
     raise ValueError("true or false")
 
 
+def _optional_flag(raw: str) -> bool | None:
+    return _flag(raw) if raw.strip() else None
+
+
 def _path(raw: str) -> Path:
     if not raw.strip():
         raise ValueError("a filesystem path")
@@ -298,9 +302,11 @@ class Settings:
     slot_retention: int = _setting(
         "INFERD_SLOT_RETENTION", _positive_int, "3",
         "Published slots kept on disk (at least 2: the current and the previous).")
-    allow_pickle: bool = _setting(
-        "INFERD_ALLOW_PICKLE", _flag, "true",
-        "Load pickle / joblib / cloudpickle models from the configured source.")
+    allow_pickle: bool | None = _setting(
+        "INFERD_ALLOW_PICKLE", _optional_flag, "",
+        "Load pickle / joblib / cloudpickle models (they run code when loaded): unset = "
+        "from the local MODEL_PATH only; `true` = from the registry too; `false` = never.",
+        "unset (local only)")
     log_level: str = _setting(
         "INFERD_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info",
         "Log level of the JSON logs.")

@@ -11,9 +11,9 @@ file. What inferd trusts, deliberately:
   scikit-learn indexes tree nodes without bounds checks, so every loaded tree's
   children, features and value rows are checked first (`check_trees`): a hostile
   file is refused instead of reading out of bounds.
-- **pickle / joblib / cloudpickle** can run arbitrary code when loaded. inferd loads
-  them only from the operator's configured source (no request can name a path or
-  URI), and refuses them entirely when INFERD_ALLOW_PICKLE=false.
+- **pickle / joblib / cloudpickle** can run arbitrary code when loaded. The caller
+  says whether this model's source may hand inferd pickle (`inferd.model.trust`: the
+  operator's local MODEL_PATH yes, a registry only with INFERD_ALLOW_PICKLE=true).
 - A scikit-learn `InconsistentVersionWarning` at load (the model was pickled by
   another scikit-learn version) is a load failure, not a warning.
 
@@ -40,7 +40,7 @@ from inferd.common.errors import ModelLoadError
 # family inferd compiles or serves: trees, forests, gradient boosting, linear models,
 # SVMs, neighbours, scaler pipelines). Classes only, never a function, which skops could
 # call at predict time. A type outside the list is refused, naming it; save such a model
-# with joblib (and keep INFERD_ALLOW_PICKLE=true) if you trust its source.
+# with joblib (and opt in with INFERD_ALLOW_PICKLE, inferd.model.trust) if you trust its source.
 SKOPS_TRUSTED_TYPES = frozenset({
     "numpy.dtype",
     "sklearn.tree._tree.Tree",
@@ -142,8 +142,11 @@ def load_estimator(artifact: Artifact, allow_pickle: bool, to_compile: bool = Fa
     """Deserialize the estimator; raise ModelLoadError saying why it cannot be."""
     if artifact.format in PICKLE_FORMATS and not allow_pickle:
         raise ModelLoadError(
-            f"{artifact.path.name} is a {artifact.format} file and INFERD_ALLOW_PICKLE=false; "
-            "save the model in skops format or allow pickle for this trusted source"
+            f"{artifact.path.name} is a {artifact.format} file, which runs any code it holds "
+            "when loaded: inferd loads pickle from the local MODEL_PATH unless "
+            "INFERD_ALLOW_PICKLE=false, and from a registry only with "
+            "INFERD_ALLOW_PICKLE=true; save the model with skops (MLflow's default), or opt "
+            "in if you trust everyone who can register a version"
         )
     if not artifact.path.is_file():
         raise ModelLoadError(f"model file {artifact.path.name} is missing from the slot")

@@ -14,6 +14,7 @@ import numpy as np
 from inferd.common.errors import BadRequestError
 from inferd.model.artifact import load_model_dir
 from inferd.model.inputs import OUTPUTS, Columns, ModelInput
+from inferd.model.trust import pickle_allowed, slot_source
 from inferd.store.slots import verify_files
 
 
@@ -83,9 +84,11 @@ class LoadedModel:
         }
 
 
-def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> LoadedModel:
+def load_slot(slot_dir: Path, manifest: dict[str, Any],
+              allow_pickle: bool | None) -> LoadedModel:
     """Verify a published slot's files against its manifest, then load its model:
-    the compiled form when the slot has one, else the estimator."""
+    the compiled form when the slot has one, else the estimator. `allow_pickle` is
+    INFERD_ALLOW_PICKLE, applied to the source the manifest names (inferd.model.trust)."""
     # Every file, including a model file the compiled form does not read: a damaged slot
     # is refused whole.
     verify_files(slot_dir, manifest)
@@ -100,7 +103,8 @@ def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> L
             n_features=compiled.n_features,
             form="compiled",
         )
-    _, estimator = load_model_dir(slot_dir / "model", allow_pickle)
+    _, estimator = load_model_dir(slot_dir / "model",
+                                  pickle_allowed(allow_pickle, slot_source(manifest)))
     return LoadedModel(
         generation=int(manifest["generation"]),
         manifest=manifest,
