@@ -284,3 +284,14 @@ def write_mlflow_dir(model_dir: Path, model: object, serialization_format: str =
         "    sklearn_version: 1.9.1\n"
     )
     return model_dir
+
+
+class Tripwire:
+    """Unpickling it creates the file `marker` (pickle calls `open(marker, "w")`): tells a
+    test whether a pickle was loaded at all."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))

@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from inferd.common.errors import ModelLoadError
+from inferd.model.paths import confined_file
 
 # skops trusts scikit-learn's estimators and NumPy's arrays by itself; these are the
 # types it asks about when a scikit-learn model is saved (found by saving every model
@@ -97,7 +98,8 @@ def locate_artifact(model_dir: Path) -> Artifact:
                 "scikit-learn models"
             )
         fmt = flavor.get("serialization_format", "cloudpickle")
-        path = model_dir / flavor.get("pickled_model", "model.pkl")
+        path = confined_file(model_dir, flavor.get("pickled_model", "model.pkl"),
+                             "the MLmodel's pickled_model")
         return Artifact(path, fmt, _input_example(model_dir))
     files = [p for p in model_dir.iterdir() if p.suffix in _SUFFIX_FORMATS]
     if len(files) != 1:
@@ -105,7 +107,8 @@ def locate_artifact(model_dir: Path) -> Artifact:
             f"expected one model file (*.skops, *.joblib, *.pkl) in {model_dir}, "
             f"found {len(files)}"
         )
-    return Artifact(files[0], _SUFFIX_FORMATS[files[0].suffix])
+    return Artifact(confined_file(model_dir, files[0].name, "the model file"),
+                    _SUFFIX_FORMATS[files[0].suffix])
 
 
 def _input_example(model_dir: Path) -> list[list[float]] | None:
