@@ -35,23 +35,22 @@ import numpy as np
 
 from inferd.common.errors import ModelLoadError
 from inferd.model.paths import confined_file
+from inferd.model.walk import reachable_estimators
 
 # skops trusts scikit-learn's estimators and NumPy's arrays by itself; these are the
 # types it asks about when a scikit-learn model is saved (found by saving every model
 # family inferd compiles or serves: trees, forests, gradient boosting, linear models,
-# SVMs, neighbours, scaler pipelines). Classes only, never a function, which skops could
-# call at predict time. A type outside the list is refused, naming it; save such a model
-# with joblib (and opt in with INFERD_ALLOW_PICKLE, inferd.model.trust) if you trust its source.
+# SVMs, scaler pipelines). Classes only, never a function, which skops could call at
+# predict time, and only classes whose loaded state `check_trees` validates: KD and ball
+# trees (neighbour models' default index) are left out, since scikit-learn walks their
+# node and index arrays unchecked and inferd does not validate them (a neighbours model
+# with algorithm="brute" holds none). A type outside the list is refused, naming it; save
+# such a model with joblib (and opt in with INFERD_ALLOW_PICKLE, inferd.model.trust) if
+# you trust its source.
 SKOPS_TRUSTED_TYPES = frozenset({
     "numpy.dtype",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.neighbors._kd_tree.KDTree",
-    "sklearn.neighbors._ball_tree.BallTree",
-    "sklearn.metrics._dist_metrics.EuclideanDistance64",
-    "sklearn.metrics._dist_metrics.ManhattanDistance64",
-    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
-    "sklearn.metrics._dist_metrics.ChebyshevDistance64",
 })
 # Trusted only in the process doing a reload, only to compile the model: a
 # HistGradientBoosting* with categorical features keeps functools.partial(check_array)
@@ -211,21 +210,9 @@ def load_model_dir(model_dir: Path, allow_pickle: bool,
     return artifact, estimator
 
 
-def _sub_estimators(estimator: Any) -> list[Any]:
-    found = [estimator]
-    for step in getattr(estimator, "steps", None) or []:
-        found.extend(_sub_estimators(step[1]))
-    subs = getattr(estimator, "estimators_", None)
-    # An ndarray (gradient boosting's (n, k) grid of trees) has no truth value.
-    for sub in subs if subs is not None else []:
-        found.extend(_sub_estimators(sub) if not isinstance(sub, np.ndarray) else
-                     [e for row in sub for e in _sub_estimators(row)])
-    return found
-
-
 def check_trees(estimator: Any) -> None:
     """Refuse a model whose tree node arrays point outside themselves."""
-    for part in _sub_estimators(estimator):
+    for part in reachable_estimators(estimator):
         tree = getattr(part, "tree_", None)
         if tree is None or not hasattr(tree, "children_left"):
             continue
@@ -250,7 +237,7 @@ def check_trees(estimator: Any) -> None:
                 f"{type(part).__name__} has tree nodes that point outside the tree "
                 "(corrupt or hostile model file); refusing to load it"
             )
-    for part in _sub_estimators(estimator):
+    for part in reachable_estimators(estimator):
         for predictor in [p for it in getattr(part, "_predictors", None) or [] for p in it]:
             _check_hist_predictor(part, predictor)
 
