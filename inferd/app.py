@@ -34,7 +34,8 @@ def create_app(service: WorkerService) -> falcon.App:
     admin = Admin(service.runner, settings)
     app.add_route("/predict", resources.PredictResource(
         Predict(service.holder), settings.max_body_bytes, settings.max_rows))
-    app.add_route("/health", resources.HealthResource(HealthCheck(service)))
+    app.add_route("/health", resources.HealthResource(HealthCheck(service), admin,
+                                                      settings.admin_token_header))
     app.add_route("/admin/reload", resources.ReloadResource(admin, settings.admin_token_header))
     app.add_route("/admin/rollback",
                   resources.RollbackResource(admin, settings.admin_token_header))

@@ -384,7 +384,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if values["admin_token"] is not None:
             raise ConfigError("ADMIN_API_TOKEN and ADMIN_API_TOKEN_FILE are both set: "
                               "expected one of them (the file is the safer place)")
-        values["admin_token"] = _read_token_file(values["admin_token_file"])
+        values["admin_token"] = read_token_file(values["admin_token_file"])
     return Settings(**values)
 
 
@@ -402,17 +402,18 @@ def _parse_all(env: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def _read_token_file(path: Path) -> str:
-    """The admin token from a file (a systemd credential, say), whitespace stripped."""
+def read_token_file(path: Path, named: str = "ADMIN_API_TOKEN_FILE") -> str:
+    """The admin token from a file (a systemd credential, say), whitespace stripped;
+    `named`: what the file was given as, for the error."""
     try:
         token = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
-            f"ADMIN_API_TOKEN_FILE='{path}' is not valid: expected a readable UTF-8 file "
+            f"{named}='{path}' is not valid: expected a readable UTF-8 file "
             f"holding the token ({exc.__class__.__name__}: {exc})"
         ) from None
     if not token:
-        raise ConfigError(f"ADMIN_API_TOKEN_FILE='{path}' is not valid: expected a file "
+        raise ConfigError(f"{named}='{path}' is not valid: expected a file "
                           "holding the token, found it empty")
     return token
 
