@@ -10,6 +10,8 @@ unstarted.
 
 from __future__ import annotations
 
+from typing import Any
+
 import falcon
 
 from inferd.common import logs
@@ -21,11 +23,14 @@ from inferd.usecases.health import HealthCheck
 from inferd.usecases.predict import Predict
 from inferd.web import docs, errors, resources
 from inferd.web.middleware import RequestContext
+from inferd.web.origin import AdminOriginGuard
 
 
 def create_app(service: WorkerService) -> falcon.App:
     settings = service.settings
-    app = falcon.App(middleware=[RequestContext()])
+    middleware: list[Any] = [
+        RequestContext(), AdminOriginGuard(token_configured=settings.admin_token is not None)]
+    app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, errors.handle_unexpected)
     app.add_error_handler(InferdError, errors.handle_inferd_error)

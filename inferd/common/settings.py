@@ -198,6 +198,10 @@ class Settings:
         "File holding the admin token, e.g. a systemd credential (the unit's default: "
         "`%d/admin-token`); use instead of ADMIN_API_TOKEN, which /proc exposes.", "unset",
         child=False)
+    admin_open: bool = _setting(
+        "INFERD_ADMIN_OPEN", _flag, "false",
+        "Start without an admin token although other hosts can reach the listening "
+        "sockets (the admin endpoints are then open to them); refused otherwise.")
     admin_token_header: str = _setting(
         "ADMIN_TOKEN_HEADER", _text, "X-Admin-Token",
         "Request header that carries the admin token.")
@@ -340,14 +344,6 @@ class Settings:
         if self.mlflow_model_alias:
             return Selector("alias", self.mlflow_model_alias)
         return Selector("stage", self.mlflow_model_stage)
-
-    @property
-    def bind_is_loopback(self) -> bool:
-        """Only this host can connect (a unix socket is guarded by its file mode)."""
-        if self.bind.startswith("unix:"):
-            return True
-        host = self.bind.rpartition(":")[0].strip("[]")
-        return host in ("localhost", "::1") or host.startswith("127.")
 
     @property
     def requested_model_uri(self) -> str:
