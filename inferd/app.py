@@ -23,11 +23,14 @@ from inferd.usecases.health import HealthCheck
 from inferd.usecases.predict import Predict
 from inferd.web import docs, errors, resources, scoring, v2
 from inferd.web.middleware import RequestContext
+from inferd.web.origin import AdminOriginGuard
 
 
 def create_app(service: WorkerService) -> falcon.App:
     settings = service.settings
-    middleware: list[Any] = [RequestContext(), scoring.ProtocolErrors(), v2.ErrorShape()]
+    middleware: list[Any] = [
+        RequestContext(), scoring.ProtocolErrors(), v2.ErrorShape(),
+        AdminOriginGuard(token_configured=settings.admin_token is not None)]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
     app.add_error_handler(Exception, errors.handle_unexpected)
@@ -38,7 +41,8 @@ def create_app(service: WorkerService) -> falcon.App:
     predict, health = Predict(service.holder), HealthCheck(service)
     app.add_route("/predict", resources.PredictResource(
         predict, settings.max_body_bytes, settings.max_rows))
-    app.add_route("/health", resources.HealthResource(health))
+    app.add_route("/health", resources.HealthResource(health, admin,
+                                                      settings.admin_token_header))
     app.add_route("/admin/reload", resources.ReloadResource(admin, settings.admin_token_header))
     app.add_route("/admin/rollback",
                   resources.RollbackResource(admin, settings.admin_token_header))

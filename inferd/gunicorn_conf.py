@@ -55,5 +55,11 @@ def on_starting(server: Any) -> None:
     lifecycle.forget_live_gauges(os.getpid())
 
 
+def when_ready(server: Any) -> None:
+    # gunicorn listens now (its own sockets or systemd's): judge those, before any
+    # worker is forked.
+    lifecycle.check_admin_exposure(_settings, server.LISTENERS)
+
+
 def child_exit(server: Any, worker: Any) -> None:
     lifecycle.child_exit(server, worker, _settings)

@@ -246,3 +246,67 @@ def _rest_version(name: str, found: Any) -> dict[str, Any]:
             "source": found.source, "current_stage": found.current_stage,
             "aliases": list(found.aliases)}
     return {key: value for key, value in body.items() if value not in ("", [], None)}
+
+
+class DirectorySource:
+    """A model source of any `kind` that serves a prepared MLflow model directory as
+    version `version`: stands for a registry whose versions a test writes by hand
+    (a hostile MLmodel file, a pickle), without a registry server. Its descriptor is
+    shaped like the MLflow source's."""
+
+    def __init__(self, model_dir: Path, kind: str = "mlflow", version: str = "1",
+                 run_id: str = "0123456789abcdef0123456789abcdef") -> None:
+        self.model_dir = model_dir
+        self.kind = kind
+        self.version = version
+        self.run_id = run_id
+
+    def resolve(self) -> Any:
+        from inferd.reloading.sources.base import Resolved
+
+        return Resolved(
+            descriptor={"source": self.kind, "name": "m", "version": self.version,
+                        "run_id": self.run_id},
+            version=self.version, uri=f"models:/m/{self.version}")
+
+    def fetch(self, resolved: Any, dest: Path) -> None:
+        import shutil
+
+        shutil.copytree(self.model_dir, dest / "model", symlinks=True)
+
+
+def write_mlflow_dir(model_dir: Path, model: object, serialization_format: str = "cloudpickle",
+                     pickled_model: str | None = None) -> Path:
+    """An MLflow sklearn model directory as `mlflow.sklearn.save_model` writes it (the
+    parts inferd reads: MLmodel's flavor and the model file), without importing MLflow.
+    `pickled_model`: what MLmodel names as the model file (default: the file written)."""
+    model_dir.mkdir(parents=True, exist_ok=True)
+    written = "model.skops" if serialization_format == "skops" else "model.pkl"
+    if serialization_format == "skops":
+        import skops.io
+
+        skops.io.dump(model, model_dir / written)
+    else:
+        import cloudpickle
+
+        (model_dir / written).write_bytes(cloudpickle.dumps(model))
+    pickled_model = pickled_model or written
+    (model_dir / "MLmodel").write_text(
+        "flavors:\n"
+        "  sklearn:\n"
+        f"    pickled_model: {pickled_model}\n"
+        f"    serialization_format: {serialization_format}\n"
+        "    sklearn_version: 1.9.1\n"
+    )
+    return model_dir
+
+
+class Tripwire:
+    """Unpickling it creates the file `marker` (pickle calls `open(marker, "w")`): tells a
+    test whether a pickle was loaded at all."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        return (open, (str(self.marker), "w"))

@@ -11,10 +11,11 @@ import os
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from inferd.common.errors import ConfigError, InferdError
-from inferd.common.settings import Settings, load_settings
+from inferd.common.settings import Settings, load_settings, read_token_file
 
 EXIT_OK, EXIT_FAILED, EXIT_CONFIG, EXIT_UNREACHABLE = 0, 1, 2, 3
 EXIT_NOT_READY, EXIT_PREDICTION_FAILED, EXIT_WRONG_VERSION = 4, 5, 6
@@ -91,6 +92,19 @@ def _request(method: str, url: str, headers: dict[str, str] | None = None,
         return resp.status_code, {"detail": resp.text}
 
 
+def _admin_headers(args: argparse.Namespace, settings: Settings) -> dict[str, str]:
+    """The admin token header, from --token-file, else ADMIN_API_TOKEN(_FILE). Never
+    from the command line, which every user of the host can read in the process list."""
+    if getattr(args, "token", None) is not None:
+        raise ConfigError("--token was removed: a token on the command line is visible to "
+                          "every user of this host in the process list; set ADMIN_API_TOKEN "
+                          "or ADMIN_API_TOKEN_FILE, or pass --token-file FILE")
+    token = settings.admin_token
+    if args.token_file is not None:
+        token = read_token_file(args.token_file, "--token-file")
+    return {settings.admin_token_header: token} if token else {}
+
+
 def cmd_reload(args: argparse.Namespace, settings: Settings) -> int:
     if args.direct:
         from inferd.reloading.reload import open_reloader
@@ -98,18 +112,17 @@ def cmd_reload(args: argparse.Namespace, settings: Settings) -> int:
         result = open_reloader(settings).run()
         print(json.dumps(result.body()))
         return EXIT_OK
-    token = args.token or settings.admin_token
-    headers = {settings.admin_token_header: token} if token else {}
     status, body = _request("POST", f"{args.url or _default_url(settings)}/admin/reload",
-                            headers)
+                            _admin_headers(args, settings))
     print(json.dumps(body))
     ok = status == 200 and body.get("status") in ("reloaded", "noop")
     return EXIT_OK if ok else EXIT_FAILED
 
 
 def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
+    # With the admin token, /health/ answers its whole report rather than the public view.
     status, body = _request("GET", f"{args.url or _default_url(settings)}/health/",
-                            timeout=10)
+                            _admin_headers(args, settings), timeout=10)
     print(json.dumps(body, indent=2))
     return EXIT_OK if status == 200 else EXIT_FAILED
 
@@ -196,6 +209,12 @@ def _command(sub: Any, name: str, summary: str, description: str) -> argparse.Ar
     return parser
 
 
+def _token_file_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--token-file", type=Path, metavar="FILE",
+                        help="file holding the admin token (default: ADMIN_API_TOKEN or "
+                             "ADMIN_API_TOKEN_FILE; never on the command line)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="inferd", description=DESCRIPTION, epilog=EXIT_CODES,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -228,7 +247,9 @@ def build_parser() -> argparse.ArgumentParser:
                       "source names now (POST /admin/reload). If the new model fails, the "
                       "old one keeps serving and this command exits 1.")
     reload.add_argument("--url", help="server URL (default: from INFERD_BIND)")
-    reload.add_argument("--token", help="admin token (default: ADMIN_API_TOKEN)")
+    _token_file_option(reload)
+    # Removed (the process list shows it): still parsed, to say so and what to use.
+    reload.add_argument("--token", help=argparse.SUPPRESS)
     reload.add_argument("--direct", action="store_true",
                         help="reload on this host's state directory without the server "
                              "(its workers switch within 50 ms)")
@@ -237,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     status = _command(sub, "status", "show the server's health and served model",
                       "Print the running server's /health/ answer; exit 0 when it is ready.")
     status.add_argument("--url", help="server URL (default: from INFERD_BIND)")
+    _token_file_option(status)
     status.set_defaults(func=cmd_status)
 
     smoke = _command(sub, "smoke", "post-deploy check: ready, predicts, right version",

@@ -118,6 +118,10 @@ def _flag(raw: str) -> bool:
     raise ValueError("true or false")
 
 
+def _optional_flag(raw: str) -> bool | None:
+    return _flag(raw) if raw.strip() else None
+
+
 def _path(raw: str) -> Path:
     if not raw.strip():
         raise ValueError("a filesystem path")
@@ -194,6 +198,10 @@ class Settings:
         "File holding the admin token, e.g. a systemd credential (the unit's default: "
         "`%d/admin-token`); use instead of ADMIN_API_TOKEN, which /proc exposes.", "unset",
         child=False)
+    admin_open: bool = _setting(
+        "INFERD_ADMIN_OPEN", _flag, "false",
+        "Start without an admin token although other hosts can reach the listening "
+        "sockets (the admin endpoints are then open to them); refused otherwise.")
     admin_token_header: str = _setting(
         "ADMIN_TOKEN_HEADER", _text, "X-Admin-Token",
         "Request header that carries the admin token.")
@@ -298,9 +306,11 @@ class Settings:
     slot_retention: int = _setting(
         "INFERD_SLOT_RETENTION", _positive_int, "3",
         "Published slots kept on disk (at least 2: the current and the previous).")
-    allow_pickle: bool = _setting(
-        "INFERD_ALLOW_PICKLE", _flag, "true",
-        "Load pickle / joblib / cloudpickle models from the configured source.")
+    allow_pickle: bool | None = _setting(
+        "INFERD_ALLOW_PICKLE", _optional_flag, "",
+        "Load pickle / joblib / cloudpickle models (they run code when loaded): unset = "
+        "from the local MODEL_PATH only; `true` = from the registry too; `false` = never.",
+        "unset (local only)")
     log_level: str = _setting(
         "INFERD_LOG_LEVEL", _choice("debug", "info", "warning", "error"), "info",
         "Log level of the JSON logs.")
@@ -334,14 +344,6 @@ class Settings:
         if self.mlflow_model_alias:
             return Selector("alias", self.mlflow_model_alias)
         return Selector("stage", self.mlflow_model_stage)
-
-    @property
-    def bind_is_loopback(self) -> bool:
-        """Only this host can connect (a unix socket is guarded by its file mode)."""
-        if self.bind.startswith("unix:"):
-            return True
-        host = self.bind.rpartition(":")[0].strip("[]")
-        return host in ("localhost", "::1") or host.startswith("127.")
 
     @property
     def requested_model_uri(self) -> str:
@@ -378,7 +380,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         if values["admin_token"] is not None:
             raise ConfigError("ADMIN_API_TOKEN and ADMIN_API_TOKEN_FILE are both set: "
                               "expected one of them (the file is the safer place)")
-        values["admin_token"] = _read_token_file(values["admin_token_file"])
+        values["admin_token"] = read_token_file(values["admin_token_file"])
     return Settings(**values)
 
 
@@ -396,17 +398,18 @@ def _parse_all(env: Mapping[str, str]) -> dict[str, Any]:
     return values
 
 
-def _read_token_file(path: Path) -> str:
-    """The admin token from a file (a systemd credential, say), whitespace stripped."""
+def read_token_file(path: Path, named: str = "ADMIN_API_TOKEN_FILE") -> str:
+    """The admin token from a file (a systemd credential, say), whitespace stripped;
+    `named`: what the file was given as, for the error."""
     try:
         token = path.read_text(encoding="utf-8").strip()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(
-            f"ADMIN_API_TOKEN_FILE='{path}' is not valid: expected a readable UTF-8 file "
+            f"{named}='{path}' is not valid: expected a readable UTF-8 file "
             f"holding the token ({exc.__class__.__name__}: {exc})"
         ) from None
     if not token:
-        raise ConfigError(f"ADMIN_API_TOKEN_FILE='{path}' is not valid: expected a file "
+        raise ConfigError(f"{named}='{path}' is not valid: expected a file "
                           "holding the token, found it empty")
     return token
 

@@ -11,9 +11,9 @@ file. What inferd trusts, deliberately:
   scikit-learn indexes tree nodes without bounds checks, so every loaded tree's
   children, features and value rows are checked first (`check_trees`): a hostile
   file is refused instead of reading out of bounds.
-- **pickle / joblib / cloudpickle** can run arbitrary code when loaded. inferd loads
-  them only from the operator's configured source (no request can name a path or
-  URI), and refuses them entirely when INFERD_ALLOW_PICKLE=false.
+- **pickle / joblib / cloudpickle** can run arbitrary code when loaded. The caller
+  says whether this model's source may hand inferd pickle (`inferd.model.trust`: the
+  operator's local MODEL_PATH yes, a registry only with INFERD_ALLOW_PICKLE=true).
 - A scikit-learn `InconsistentVersionWarning` at load (the model was pickled by
   another scikit-learn version) is a load failure, not a warning.
 
@@ -34,23 +34,23 @@ from typing import Any
 import numpy as np
 
 from inferd.common.errors import ModelLoadError
+from inferd.model.paths import confined_file
+from inferd.model.walk import reachable_estimators
 
 # skops trusts scikit-learn's estimators and NumPy's arrays by itself; these are the
 # types it asks about when a scikit-learn model is saved (found by saving every model
 # family inferd compiles or serves: trees, forests, gradient boosting, linear models,
-# SVMs, neighbours, scaler pipelines). Classes only, never a function, which skops could
-# call at predict time. A type outside the list is refused, naming it; save such a model
-# with joblib (and keep INFERD_ALLOW_PICKLE=true) if you trust its source.
+# SVMs, scaler pipelines). Classes only, never a function, which skops could call at
+# predict time, and only classes whose loaded state `check_trees` validates: KD and ball
+# trees (neighbour models' default index) are left out, since scikit-learn walks their
+# node and index arrays unchecked and inferd does not validate them (a neighbours model
+# with algorithm="brute" holds none). A type outside the list is refused, naming it; save
+# such a model with joblib (and opt in with INFERD_ALLOW_PICKLE, inferd.model.trust) if
+# you trust its source.
 SKOPS_TRUSTED_TYPES = frozenset({
     "numpy.dtype",
     "sklearn.tree._tree.Tree",
     "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
-    "sklearn.neighbors._kd_tree.KDTree",
-    "sklearn.neighbors._ball_tree.BallTree",
-    "sklearn.metrics._dist_metrics.EuclideanDistance64",
-    "sklearn.metrics._dist_metrics.ManhattanDistance64",
-    "sklearn.metrics._dist_metrics.MinkowskiDistance64",
-    "sklearn.metrics._dist_metrics.ChebyshevDistance64",
 })
 # Trusted only in the process doing a reload, only to compile the model: a
 # HistGradientBoosting* with categorical features keeps functools.partial(check_array)
@@ -97,7 +97,8 @@ def locate_artifact(model_dir: Path) -> Artifact:
                 "scikit-learn models"
             )
         fmt = flavor.get("serialization_format", "cloudpickle")
-        path = model_dir / flavor.get("pickled_model", "model.pkl")
+        path = confined_file(model_dir, flavor.get("pickled_model", "model.pkl"),
+                             "the MLmodel's pickled_model")
         return Artifact(path, fmt, _input_example(model_dir))
     files = [p for p in model_dir.iterdir() if p.suffix in _SUFFIX_FORMATS]
     if len(files) != 1:
@@ -105,7 +106,8 @@ def locate_artifact(model_dir: Path) -> Artifact:
             f"expected one model file (*.skops, *.joblib, *.pkl) in {model_dir}, "
             f"found {len(files)}"
         )
-    return Artifact(files[0], _SUFFIX_FORMATS[files[0].suffix])
+    return Artifact(confined_file(model_dir, files[0].name, "the model file"),
+                    _SUFFIX_FORMATS[files[0].suffix])
 
 
 def _input_example(model_dir: Path) -> list[list[float]] | None:
@@ -142,8 +144,11 @@ def load_estimator(artifact: Artifact, allow_pickle: bool, to_compile: bool = Fa
     """Deserialize the estimator; raise ModelLoadError saying why it cannot be."""
     if artifact.format in PICKLE_FORMATS and not allow_pickle:
         raise ModelLoadError(
-            f"{artifact.path.name} is a {artifact.format} file and INFERD_ALLOW_PICKLE=false; "
-            "save the model in skops format or allow pickle for this trusted source"
+            f"{artifact.path.name} is a {artifact.format} file, which runs any code it holds "
+            "when loaded: inferd loads pickle from the local MODEL_PATH unless "
+            "INFERD_ALLOW_PICKLE=false, and from a registry only with "
+            "INFERD_ALLOW_PICKLE=true; save the model with skops (MLflow's default), or opt "
+            "in if you trust everyone who can register a version"
         )
     if not artifact.path.is_file():
         raise ModelLoadError(f"model file {artifact.path.name} is missing from the slot")
@@ -205,21 +210,9 @@ def load_model_dir(model_dir: Path, allow_pickle: bool,
     return artifact, estimator
 
 
-def _sub_estimators(estimator: Any) -> list[Any]:
-    found = [estimator]
-    for step in getattr(estimator, "steps", None) or []:
-        found.extend(_sub_estimators(step[1]))
-    subs = getattr(estimator, "estimators_", None)
-    # An ndarray (gradient boosting's (n, k) grid of trees) has no truth value.
-    for sub in subs if subs is not None else []:
-        found.extend(_sub_estimators(sub) if not isinstance(sub, np.ndarray) else
-                     [e for row in sub for e in _sub_estimators(row)])
-    return found
-
-
 def check_trees(estimator: Any) -> None:
     """Refuse a model whose tree node arrays point outside themselves."""
-    for part in _sub_estimators(estimator):
+    for part in reachable_estimators(estimator):
         tree = getattr(part, "tree_", None)
         if tree is None or not hasattr(tree, "children_left"):
             continue
@@ -244,7 +237,7 @@ def check_trees(estimator: Any) -> None:
                 f"{type(part).__name__} has tree nodes that point outside the tree "
                 "(corrupt or hostile model file); refusing to load it"
             )
-    for part in _sub_estimators(estimator):
+    for part in reachable_estimators(estimator):
         for predictor in [p for it in getattr(part, "_predictors", None) or [] for p in it]:
             _check_hist_predictor(part, predictor)
 

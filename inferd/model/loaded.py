@@ -15,6 +15,7 @@ from inferd.common.errors import BadRequestError
 from inferd.model.artifact import load_model_dir
 from inferd.model.enforce import InputRules
 from inferd.model.inputs import OUTPUTS, ModelInput
+from inferd.model.trust import pickle_allowed, slot_source
 from inferd.store.slots import verify_files
 
 
@@ -87,19 +88,12 @@ class LoadedModel:
         }
 
 
-def model_input(rules: InputRules, inputs: ModelInput) -> Any:
-    """What the model takes for `inputs`: a float64 matrix, or (for a "frame" model,
-    importing pandas in this worker the first time) a DataFrame."""
-    if rules.input_kind == "frame":
-        from inferd.model.frame import to_frame
-
-        return to_frame(inputs, rules)
-    return rules.matrix(inputs)
-
-
-def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> LoadedModel:
+from inferd.model.enforce import InputRules
+from inferd.model.inputs import OUTPUTS, ModelInput
+from inferd.model.trust import pickle_allowed, slot_source
     """Verify a published slot's files against its manifest, then load its model:
-    the compiled form when the slot has one, else the estimator."""
+    the compiled form when the slot has one, else the estimator. `allow_pickle` is
+    INFERD_ALLOW_PICKLE, applied to the source the manifest names (inferd.model.trust)."""
     # Every file, including a model file the compiled form does not read: a damaged slot
     # is refused whole.
     verify_files(slot_dir, manifest)
@@ -114,7 +108,8 @@ def load_slot(slot_dir: Path, manifest: dict[str, Any], allow_pickle: bool) -> L
             n_features=compiled.n_features,
             form="compiled",
         )
-    _, estimator = load_model_dir(slot_dir / "model", allow_pickle)
+    _, estimator = load_model_dir(slot_dir / "model",
+                                  pickle_allowed(allow_pickle, slot_source(manifest)))
     return LoadedModel(
         generation=int(manifest["generation"]),
         manifest=manifest,

@@ -24,6 +24,7 @@ from typing import Any, Protocol
 
 from inferd.common.errors import ReloadBusyError, StoreError
 from inferd.common.settings import Settings, env_name
+from inferd.model.trust import pickle_allowed
 from inferd.reloading.sources.base import Resolved, Source
 from inferd.reloading.validate import validate_staged
 from inferd.store.generation import GenerationCounter
@@ -74,7 +75,7 @@ class Reloader:
         store: SlotStore,
         counter: GenerationCounter,
         source_factory: Callable[[], Source],
-        allow_pickle: bool = True,
+        allow_pickle: bool | None = True,  # INFERD_ALLOW_PICKLE (inferd.model.trust)
         lock_timeout: float = 120.0,
         checkpoint: Callable[[str], None] = _no_checkpoint,
     ) -> None:
@@ -143,7 +144,8 @@ class Reloader:
             started = time.monotonic()
             source.fetch(resolved, staging)
             self.checkpoint("fetched")
-            facts = validate_staged(staging / "model", self.allow_pickle, compile_into=staging)
+            allow_pickle = pickle_allowed(self.allow_pickle, resolved.descriptor.get("source"))
+            facts = validate_staged(staging / "model", allow_pickle, compile_into=staging)
             self.checkpoint("validated")
             generation = self.store.next_generation(self.counter.read())
             manifest = {

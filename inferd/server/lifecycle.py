@@ -17,12 +17,14 @@ import glob
 import logging
 import os
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from inferd.common.errors import InferdError
 from inferd.common.settings import Settings, env_name
 from inferd.reloading import refresh
+from inferd.server.listeners import exposed_addresses
 from inferd.store.layout import StateLayout
 
 log = logging.getLogger("inferd.lifecycle")
@@ -60,29 +62,37 @@ def forget_live_gauges(pid: int) -> None:
                 os.remove(path)
 
 
-def warn_open_admin(settings: Settings) -> None:
-    """No admin token: a warning on loopback, and the loudest line inferd writes when
-    other hosts can reach the endpoints that replace the model."""
-    if settings.bind_is_loopback:
-        log.warning(
-            "ADMIN_API_TOKEN is not set: /admin/reload and /admin/rollback are open to "
-            "anyone on this host (%s)", settings.bind,
-            extra={"event": "admin_auth_disabled", "bind": settings.bind, "exposed": False},
-        )
+def check_admin_exposure(settings: Settings, listeners: Iterable[Any]) -> None:
+    """In the master, once gunicorn listens and before any worker is forked: with no
+    admin token, refuse to start (exit 2) when other hosts can reach a listening socket
+    (`inferd.server.listeners`, the real sockets, socket activation included), unless
+    the operator says INFERD_ADMIN_OPEN=true; then the loudest line inferd writes. On
+    loopback only, a warning."""
+    if settings.admin_token is not None:
         return
+    exposed = exposed_addresses(listeners)
+    fields = {"event": "admin_auth_disabled", "exposed": bool(exposed), "listeners": exposed}
+    if not exposed:
+        log.warning("ADMIN_API_TOKEN is not set: /admin/reload and /admin/rollback are open "
+                    "to anyone on this host", extra=fields)
+        return
+    if not settings.admin_open:
+        log.critical(
+            "Refusing to start: ADMIN_API_TOKEN is not set and inferd listens on %s, which "
+            "other hosts can reach: anyone there could replace or roll back the served "
+            "model. Set ADMIN_API_TOKEN_FILE (or ADMIN_API_TOKEN), listen on loopback only, "
+            "or set INFERD_ADMIN_OPEN=true to accept that", ", ".join(exposed),
+            extra={**fields, "refused": True})
+        raise SystemExit(2)
     log.critical(
-        "ADMIN_API_TOKEN is not set and inferd listens on %s, which is not loopback: ANYONE "
-        "WHO CAN REACH IT CAN REPLACE OR ROLL BACK THE SERVED MODEL. Set ADMIN_API_TOKEN "
-        "(or ADMIN_API_TOKEN_FILE) or bind to 127.0.0.1", settings.bind,
-        extra={"event": "admin_auth_disabled", "bind": settings.bind, "exposed": True},
-    )
+        "ADMIN_API_TOKEN is not set and inferd listens on %s, which is not loopback "
+        "(INFERD_ADMIN_OPEN=true): ANYONE WHO CAN REACH IT CAN REPLACE OR ROLL BACK THE "
+        "SERVED MODEL", ", ".join(exposed), extra={**fields, "refused": False})
 
 
 def on_starting(server: Any, settings: Settings) -> None:
     from inferd.reloading.reload import open_reloader
 
-    if settings.admin_token is None:
-        warn_open_admin(settings)
     refresh.log_mode_at_start(settings)
     try:
         reloader = open_reloader(settings)

@@ -40,7 +40,7 @@ class ModelHolder:
         self,
         store: SlotStore,
         counter: GenerationCounter,
-        allow_pickle: bool = True,
+        allow_pickle: bool | None = True,
         clock: Callable[[], float] = time.monotonic,
         on_loaded: Callable[[LoadedModel], None] | None = None,
     ) -> None:

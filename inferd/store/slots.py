@@ -70,8 +70,17 @@ def tree_files(root: Path) -> list[Path]:
 
 
 def verify_files(slot_dir: Path, manifest: dict[str, Any]) -> None:
-    """Raise CorruptStateError if a file listed in the manifest is missing or altered."""
-    for rel, expected in manifest.get("files", {}).items():
+    """Raise CorruptStateError if a file listed in the manifest is missing or altered,
+    or if the slot holds a file the manifest does not list: a worker loads only
+    checksummed files."""
+    listed = manifest.get("files", {})
+    unlisted = [str(rel) for rel in tree_files(slot_dir)
+                if str(rel) != MANIFEST_NAME and str(rel) not in listed]
+    if unlisted:
+        raise CorruptStateError(
+            f"slot {slot_dir.name}: file {unlisted[0]} is not among the slot's checksums "
+            "(added after it was published)")
+    for rel, expected in listed.items():
         path = slot_dir / rel
         if not path.is_file():
             raise CorruptStateError(f"slot {slot_dir.name}: file {rel} is missing")

@@ -77,7 +77,8 @@ _SCHEMAS: dict[str, Any] = {
                                 "description": "metrics of the serving model's MLflow run",
                                 "additionalProperties": {"type": "number"}},
                     "error": {"type": "string",
-                              "description": "why no model, or a newer slot, could be loaded"},
+                              "description": "why no model, or a newer slot, could be "
+                                             "loaded (with the admin token only)"},
                 },
             },
             "mlflow": {

@@ -9,6 +9,7 @@ import orjson
 from inferd.common import metrics
 from inferd.usecases.admin import Admin, Caller
 from inferd.usecases.health import HealthCheck
+from inferd.usecases.health_view import public_view
 from inferd.usecases.predict import Predict
 from inferd.web import errors
 from inferd.web.body import read_body
@@ -32,17 +33,6 @@ class PredictResource:
         resp.set_header("X-Model-Version", prediction.version)
 
 
-class HealthResource:
-    def __init__(self, health: HealthCheck) -> None:
-        self.health = health
-
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        report = self.health()
-        resp.status = errors.HEALTH_STATUS[report.ready]
-        resp.data = orjson.dumps(report.body)
-        resp.content_type = falcon.MEDIA_JSON
-
-
 class _AdminResource:
     def __init__(self, admin: Admin, token_header: str) -> None:
         self.admin = admin
@@ -51,6 +41,22 @@ class _AdminResource:
     def _caller(self, req: falcon.Request) -> Caller:
         return Caller(token=req.get_header(self.token_header), remote_addr=req.remote_addr,
                       forwarded_for=req.get_header("X-Forwarded-For"))
+
+
+class HealthResource(_AdminResource):
+    """`GET /health/`: the whole report for an admin, its public view for anyone else
+    (`inferd.usecases.health_view`)."""
+
+    def __init__(self, health: HealthCheck, admin: Admin, token_header: str) -> None:
+        super().__init__(admin, token_header)
+        self.health = health
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        report = self.health()
+        full = self.admin.may_administer(self._caller(req))
+        resp.status = errors.HEALTH_STATUS[report.ready]
+        resp.data = orjson.dumps(report.body if full else public_view(report.body))
+        resp.content_type = falcon.MEDIA_JSON
 
 
 class ReloadResource(_AdminResource):

@@ -168,9 +168,14 @@ class InferdServer:
                              headers={"Connection": "close", **(headers or {})},
                              timeout=HTTP_TIMEOUT)
 
-    def health(self) -> requests.Response:
-        return requests.get(f"{self.url}/health/", headers={"Connection": "close"},
-                            timeout=HTTP_TIMEOUT)
+    def health(self, token: str | None = "configured") -> requests.Response:
+        """GET /health/, by default with the server's own token (the whole report;
+        `token=None`: the public view anyone gets)."""
+        token = self.admin_token if token == "configured" else token
+        headers = {"Connection": "close"}
+        if token is not None:
+            headers["X-Admin-Token"] = token
+        return requests.get(f"{self.url}/health/", headers=headers, timeout=HTTP_TIMEOUT)
 
     def scrape(self) -> dict[str, float]:
         """One /metrics scrape, parsed by prometheus-client's own parser:

@@ -1,10 +1,12 @@
 """The admin surface of a real server: the token never leaks, refusals are logged and
-counted, an open admin on a public bind is loudly reported, and no request can choose
-what model is loaded."""
+counted, no token on a listener other hosts can reach refuses to start (unless the
+operator says so, then loudly), a cross-site request is refused, and no request can
+choose what model is loaded."""
 
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -70,41 +72,80 @@ def test_no_request_can_choose_the_model(server: InferdServer, tmp_path: Path) -
     assert set(server.versions(5)) == serving
 
 
-def serve_briefly(tmp_path: Path, bind_host: str) -> subprocess.CompletedProcess[str]:
-    """Start inferd without a token on `bind_host` and stop it once it has warned."""
-    model_path = write_model(tmp_path / "models" / "model.joblib", iris_forest(n_estimators=2))
+def serve_briefly(tmp_path: Path, bind_host: str, *, listening: socket.socket | None = None,
+                  **extra: str) -> tuple[int | None, dict[str, object]]:
+    """Start inferd without a token on `bind_host` (or on `listening`, handed over as
+    systemd's socket activation does) and stop it once it has judged its listeners:
+    (its exit code if it exited by itself, else None; its admin_auth_disabled line)."""
     env = clean_env(INFERD_STATE_DIR=str(tmp_path / "state"), MODEL_SOURCE="local",
-                    MODEL_PATH=str(model_path), INFERD_WORKERS="1",
-                    INFERD_BIND=f"{bind_host}:{free_port()}")
-    env.pop("ADMIN_API_TOKEN", None)
-    proc = subprocess.Popen([sys.executable, "-m", "inferd", "serve"], env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                    # No model: the first fetch fails at once, nothing to wait for.
+                    MODEL_PATH=str(tmp_path / "none.joblib"), INFERD_WORKERS="1",
+                    INFERD_BIND=f"{bind_host}:{free_port()}", **extra)
+    cmd = [sys.executable, "-m", "inferd", "serve"]
+    fds: tuple[int, ...] = ()
+    if listening is not None:  # fd 3 and LISTEN_PID naming gunicorn itself, as systemd does
+        fds = (listening.fileno(),)
+        # bash: dash reads only one-digit descriptors in a redirection.
+        cmd = ["bash", "-c", f'exec 3<&{fds[0]}; export LISTEN_FDS=1 LISTEN_PID=$$; exec "$@"',
+               "bash", sys.executable, "-m", "gunicorn", "-c", "python:inferd.gunicorn_conf",
+               "inferd.app:app"]
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True, pass_fds=fds)
     watchdog = threading.Timer(60, proc.kill)  # bounded even if the line never comes
     watchdog.start()
-    lines = []
+    found: dict[str, object] = {}
     try:
         assert proc.stderr is not None
-        for line in proc.stderr:  # the warning is written before any worker starts
-            lines.append(line)
-            if "admin_auth_disabled" in line:
+        for line in proc.stderr:  # the line is written before any worker starts
+            if line.startswith("{") and "admin_auth_disabled" in line:
+                found = json.loads(line)
                 break
+        exited = proc.wait(timeout=5) if found.get("refused") else None
     finally:
         watchdog.cancel()
-        proc.terminate()
-        rest = proc.communicate(timeout=60)[1]
-    return subprocess.CompletedProcess(proc.args, proc.returncode, "", "".join(lines) + rest)
+        if proc.poll() is None:
+            proc.terminate()
+        proc.communicate(timeout=60)
+    return exited, found
 
 
-def test_an_open_admin_on_a_public_bind_is_the_loudest_line(tmp_path: Path) -> None:
-    public = serve_briefly(tmp_path / "public", "0.0.0.0")
-    loopback = serve_briefly(tmp_path / "loopback", "127.0.0.1")
-    def warning(done: subprocess.CompletedProcess[str]) -> dict[str, object]:
-        lines = [json.loads(line) for line in done.stderr.splitlines() if line.startswith("{")]
-        (found,) = [r for r in lines if r.get("event") == "admin_auth_disabled"]
-        return found
+def test_no_token_on_a_public_listener_refuses_to_start(tmp_path: Path) -> None:
+    exited, line = serve_briefly(tmp_path, "0.0.0.0")
+    assert exited == 2
+    assert line["level"] == "critical" and line["exposed"] is True
+    assert str(line["message"]).startswith("Refusing to start")
 
-    loud = warning(public)
+
+def test_socket_activation_is_judged_by_the_socket_not_by_inferd_bind(tmp_path: Path) -> None:
+    # INFERD_BIND says loopback; the socket systemd would hand over listens everywhere.
+    with socket.create_server(("0.0.0.0", 0)) as public:
+        exited, line = serve_briefly(tmp_path / "public", "127.0.0.1", listening=public)
+        port = public.getsockname()[1]
+    assert exited == 2
+    assert line["listeners"] == [f"0.0.0.0:{port}"]
+    # And the other way round: a loopback socket with INFERD_BIND on every interface.
+    with socket.create_server(("127.0.0.1", 0)) as loopback:
+        exited, line = serve_briefly(tmp_path / "loopback", "0.0.0.0", listening=loopback)
+    assert exited is None and line["level"] == "warning" and line["exposed"] is False
+
+
+def test_an_open_admin_the_operator_asked_for_is_the_loudest_line(tmp_path: Path) -> None:
+    exited, loud = serve_briefly(tmp_path / "public", "0.0.0.0", INFERD_ADMIN_OPEN="true")
+    assert exited is None
     assert loud["level"] == "critical" and loud["exposed"] is True
     assert "ANYONE WHO CAN REACH IT" in str(loud["message"])
-    quiet = warning(loopback)
+    exited, quiet = serve_briefly(tmp_path / "loopback", "127.0.0.1")
+    assert exited is None
     assert quiet["level"] == "warning" and quiet["exposed"] is False
+
+
+def test_a_cross_site_admin_request_is_refused_even_with_the_token(
+        server: InferdServer) -> None:
+    generation = server.current_generation()
+    resp = requests.post(f"{server.url}/admin/reload", timeout=HTTP_TIMEOUT,
+                         headers={"X-Admin-Token": TOKEN, "Origin": "http://evil.example",
+                                  **CLOSE})
+    assert resp.status_code == 403 and resp.json() == {"detail": "Forbidden"}
+    assert server.current_generation() == generation
+    (refused,) = [r for r in server.log_records() if r.get("origin") == "http://evil.example"]
+    assert refused["result"] == "forbidden"

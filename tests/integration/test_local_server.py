@@ -16,6 +16,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -281,19 +282,23 @@ def test_killed_worker_is_replaced_and_predictions_continue(server: InferdServer
     assert set(server.versions(20)) == {version}
 
 
-def test_cli_talks_to_the_running_server(server: InferdServer, baseline: Any) -> None:
+def test_cli_talks_to_the_running_server(server: InferdServer, baseline: Any,
+                                         tmp_path: Path) -> None:
     version = deploy(server, baseline)
     generation = server.current_generation()
 
-    def inferd(*args: str) -> subprocess.CompletedProcess[str]:
+    def inferd(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run([sys.executable, "-m", "inferd", *args], capture_output=True,
                               text=True, timeout=60,
-                              env=clean_env(INFERD_STATE_DIR=str(server.state_dir)))
+                              env=clean_env(INFERD_STATE_DIR=str(server.state_dir), **env))
 
-    done = inferd("reload", "--url", server.url, "--token", TOKEN)
+    # The token from the environment or a file, never from the command line.
+    done = inferd("reload", "--url", server.url, ADMIN_API_TOKEN=TOKEN)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["status"] == "noop"
-    refused = inferd("reload", "--url", server.url, "--token", "wrong")
+    wrong = tmp_path / "wrong-token"
+    wrong.write_text("wrong\n")
+    refused = inferd("reload", "--url", server.url, "--token-file", str(wrong))
     assert refused.returncode == 1
     assert json.loads(refused.stdout) == {"detail": "Forbidden"}
 

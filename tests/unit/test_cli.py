@@ -7,6 +7,7 @@ import logging
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -212,3 +213,31 @@ def test_top_level_help_names_every_command(capsys: pytest.CaptureFixture[str]) 
     shown = capsys.readouterr().out
     for command in ("serve", "demo", "reload", "status", "smoke", "slots", "rollback"):
         assert f"    {command} " in shown, command
+
+
+def test_reload_refuses_a_token_on_the_command_line(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["reload", "--url", "http://127.0.0.1:9", "--token", "s3cret"]) == EXIT_CONFIG
+    err = capsys.readouterr().err
+    assert "--token was removed" in err and "process list" in err and "s3cret" not in err
+
+
+def test_reload_reads_the_token_from_a_file_or_the_environment(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from inferd.commands import cli
+
+    sent: list[dict[str, str]] = []
+
+    def request(method: str, url: str, headers: dict[str, str] | None = None,
+                timeout: float = 0) -> tuple[int, Any]:
+        sent.append(dict(headers or {}))
+        return 200, {"status": "noop"}
+
+    monkeypatch.setattr(cli, "_request", request)
+    token_file = tmp_path / "token"
+    token_file.write_text("from-the-file\n")
+    assert main(["reload", "--url", "http://x", "--token-file", str(token_file)]) == EXIT_OK
+    monkeypatch.setenv("ADMIN_API_TOKEN", "from-the-env")
+    assert main(["reload", "--url", "http://x"]) == EXIT_OK
+    assert main(["status", "--url", "http://x"]) == EXIT_OK
+    assert [h.get("X-Admin-Token") for h in sent] == ["from-the-file", "from-the-env",
+                                                      "from-the-env"]

@@ -48,7 +48,7 @@ def test_a_function_from_the_standard_library_is_refused(tmp_path: Path) -> None
 
 @pytest.mark.parametrize("make", [
     lambda: HistGradientBoostingClassifier(max_iter=3),
-    lambda: KNeighborsClassifier(n_neighbors=3),
+    lambda: KNeighborsClassifier(n_neighbors=3, algorithm="brute"),
     lambda: make_pipeline(StandardScaler(), LogisticRegression(max_iter=300)),
 ], ids=["hist-gradient-boosting", "k-neighbours", "scaler-pipeline"])
 def test_scikit_learn_families_load_with_the_explicit_list(tmp_path: Path,

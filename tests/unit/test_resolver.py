@@ -30,7 +30,7 @@ def registry() -> FakeRegistry:
     """Versions 1-4 of `iris`: 2 and 3 in Production, 4 in Staging; champion -> 1."""
     fake = FakeRegistry()
     for version, stage in ((1, "None"), (2, "Production"), (3, "Production"), (4, "Staging")):
-        fake.add(NAME, version, stage, run_id=f"run{version}")
+        fake.add(NAME, version, stage, run_id=f"{version:032x}")
     fake.set_alias(NAME, "champion", 1)
     return fake
 
@@ -111,7 +111,7 @@ def test_reload_poll_and_health_agree(make_settings: Callable[..., Settings],
     assert (health.status, health.registry_version) == ("ok", "3")
     assert peek_version(settings) == resolved.version == "3"
     assert resolved.uri == "models:/iris/3"
-    assert resolved.descriptor["run_id"] == "run3" and resolved.stage == "Production"
+    assert resolved.descriptor["run_id"] == f"{3:032x}" and resolved.stage == "Production"
 
     registry.add(NAME, 5, "Production")  # the registry moves: all three follow
     assert peek_version(settings) == MlflowSource(settings).resolve().version == "5"

@@ -203,6 +203,7 @@ def _every_setting_changed(tmp_path: Path) -> Settings:
     token_file.write_text("from-the-file\n")
     return Settings(
         admin_token="from-the-file", admin_token_file=token_file, admin_token_header="X-Key",
+        admin_open=True,
         model_source="local", model_path=tmp_path / "m.joblib",
         model_cache_dir=tmp_path / "dl", mlflow_tracking_uri="https://mlflow.example",
         mlflow_tracking_token=" t0ken", mlflow_tracking_username="alice",

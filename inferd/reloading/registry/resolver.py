@@ -26,19 +26,21 @@ from urllib.parse import urlparse
 from inferd.common.selector import Selector
 from inferd.common.settings import Settings
 from inferd.reloading.registry.base import ModelRegistry, NoVersionInStage, RegistryVersion
+from inferd.reloading.registry.identifiers import checked
 
 
 def resolve(registry: ModelRegistry, name: str, selector: Selector) -> RegistryVersion:
-    """The version `selector` names in `registry` now (one or two registry calls)."""
+    """The version `selector` names in `registry` now (one or two registry calls), its
+    version number and run id checked (`inferd.reloading.registry.identifiers`)."""
     if selector.kind == "version":
-        return registry.get_version(name, selector.value)
+        return checked(registry.get_version(name, selector.value), name)
     if selector.kind == "alias":
-        return registry.get_by_alias(name, selector.value)
+        return checked(registry.get_by_alias(name, selector.value), name)
     found = registry.latest_in_stage(name, selector.value)
     if not found:
         raise NoVersionInStage(f"registered model {name!r} has no version in stage "
                                f"{selector.value!r}")
-    return max(found, key=_version_order)
+    return checked(max(found, key=_version_order), name)
 
 
 def _version_order(version: RegistryVersion) -> int:
