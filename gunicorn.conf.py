@@ -1,3 +1,8 @@
 # gunicorn -c gunicorn.conf.py inferd.app:app  (the form the systemd unit uses)
 from inferd.gunicorn_conf import *  # noqa: F401,F403
-from inferd.gunicorn_conf import child_exit, on_starting  # noqa: F401  (hooks, by name)
+from inferd.gunicorn_conf import (  # noqa: F401  (hooks, by name)
+    child_exit,
+    on_starting,
+    post_worker_init,
+    pre_request,
+)

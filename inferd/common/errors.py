@@ -10,7 +10,8 @@
     ├── ServiceUnavailableError  this worker could not open the state directory
     ├── ForbiddenError         an admin request without the admin token
     ├── BadRequestError        a prediction request is malformed
-    │   └── PayloadTooLargeError
+    │   ├── PayloadTooLargeError
+    │   └── RequestTimeoutError  the client sent its body too slowly (INFERD_READ_TIMEOUT)
     ├── ReloadBusyError        another reload holds the lock for too long
     ├── ReloadProcessError     the reload's child process overran its time or died
     ├── ReloadFailedError      an admin reload or rollback failed (wraps the cause)
@@ -57,6 +58,10 @@ class BadRequestError(InferdError):
 
 class PayloadTooLargeError(BadRequestError):
     """The request body is larger than INFERD_MAX_BODY_BYTES."""
+
+
+class RequestTimeoutError(BadRequestError):
+    """The request body did not arrive within INFERD_READ_TIMEOUT seconds."""
 
 
 class ReloadBusyError(InferdError):

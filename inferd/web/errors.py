@@ -24,6 +24,7 @@ from inferd.common.errors import (
     PayloadTooLargeError,
     ReloadBusyError,
     ReloadFailedError,
+    RequestTimeoutError,
     ServiceUnavailableError,
 )
 
@@ -32,6 +33,7 @@ log = logging.getLogger("inferd.web")
 # Most specific first; the first isinstance match wins.
 STATUS: tuple[tuple[type[InferdError], str], ...] = (
     (PayloadTooLargeError, falcon.HTTP_413),
+    (RequestTimeoutError, falcon.HTTP_408),
     (BadRequestError, falcon.HTTP_400),
     (ForbiddenError, falcon.HTTP_403),
     (NoModelError, falcon.HTTP_503),

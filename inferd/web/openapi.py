@@ -165,6 +165,7 @@ def _predict_operation() -> dict[str, Any]:
             "400": _error("malformed JSON, wrong shape or feature count, non-numeric or "
                           "non-finite values"),
             "413": _error("body larger than INFERD_MAX_BODY_BYTES"),
+            "408": _error("body not sent within INFERD_READ_TIMEOUT"),
             "503": _error("no model is loaded yet"),
         },
     }
