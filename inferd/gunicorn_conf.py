@@ -13,7 +13,7 @@ from typing import Any
 from inferd.common import logs, notify
 from inferd.common.errors import ConfigError
 from inferd.common.settings import load_settings
-from inferd.server import lifecycle
+from inferd.server import lifecycle, slow_clients
 
 try:
     _settings = load_settings()
@@ -63,3 +63,13 @@ def when_ready(server: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     lifecycle.child_exit(server, worker, _settings)
+
+
+def post_worker_init(worker: Any) -> None:
+    # Reads of a request's headers get a deadline (INFERD_READ_TIMEOUT): gunicorn's own
+    # reads have none once the first byte came.
+    slow_clients.bound_header_reads(worker, _settings)
+
+
+def pre_request(worker: Any, req: Any) -> None:
+    slow_clients.headers_read()

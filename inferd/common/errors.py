@@ -11,7 +11,8 @@
     ├── ForbiddenError         an admin request without the admin token
     ├── BadRequestError        a prediction request is malformed
     │   ├── PayloadTooLargeError
-    │   └── UnsupportedMediaTypeError
+    │   ├── UnsupportedMediaTypeError
+    │   └── RequestTimeoutError  the client sent its body too slowly (INFERD_READ_TIMEOUT)
     ├── ReloadBusyError        another reload holds the lock for too long
     ├── ReloadProcessError     the reload's child process overran its time or died
     ├── ReloadFailedError      an admin reload or rollback failed (wraps the cause)
@@ -62,6 +63,10 @@ class PayloadTooLargeError(BadRequestError):
 
 class UnsupportedMediaTypeError(BadRequestError):
     """The request's Content-Type is not one the protocol reads."""
+
+
+class RequestTimeoutError(BadRequestError):
+    """The request body did not arrive within INFERD_READ_TIMEOUT seconds."""
 
 
 class ReloadBusyError(InferdError):

@@ -297,6 +297,10 @@ class Settings:
     worker_timeout: int = _setting(
         "INFERD_WORKER_TIMEOUT", _positive_int, "120",
         "Seconds before gunicorn restarts a silent worker.")
+    read_timeout: float = _setting(
+        "INFERD_READ_TIMEOUT", _positive_float, "10",
+        "Seconds a client has to send a request's headers, and again its body; a slower "
+        "client is cut off (408 for a body), so slow clients cannot hold every thread.")
     max_body_bytes: int = _setting(
         "INFERD_MAX_BODY_BYTES", _positive_int, "1048576",
         "Largest /predict/ body accepted; larger answers 413.")

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -46,9 +47,11 @@ from inferd.common import errors, logs
 from inferd.common.errors import InferdError, ReloadProcessError
 from inferd.common.settings import Settings, child_environment
 from inferd.common.uris import redact_uri
-from inferd.reloading.reload import ReloadResult
+from inferd.reloading.reload import ReloadResult, open_reloader
 
 CHILD_MODULE = "inferd.reloading.child_main"
+
+log = logging.getLogger("inferd.reload")
 
 _live: set[subprocess.Popen[bytes]] = set()
 _live_lock = threading.Lock()
@@ -100,6 +103,7 @@ class ChildReloads:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.communicate()
+            self._repair_after_death()
             raise ReloadProcessError(
                 f"the reload did not finish within {self.timeout:g}s (INFERD_RELOAD_TIMEOUT) "
                 f"and was stopped; is the model source answering? ({self._where()})"
@@ -107,7 +111,19 @@ class ChildReloads:
         finally:
             with _live_lock:
                 _live.discard(proc)
+        if proc.returncode != 0:
+            self._repair_after_death()
         return _parse_answer(out, proc.returncode)
+
+    def _repair_after_death(self) -> None:
+        """A child that died mid-reload (killed, or crashed) may have flipped `current`
+        without bumping the counter: repair now, so every worker moves to the same
+        slot at once rather than at the next reload. A child that answered exits 0."""
+        try:
+            open_reloader(self.settings).try_reconcile()
+        except InferdError as exc:
+            log.error("Could not repair the slot store after a reload process died: %s", exc,
+                      extra={"event": "reconcile", "result": "failed"})
 
     def _where(self) -> str:
         if self.settings.model_source == "local":

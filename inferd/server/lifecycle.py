@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from inferd.common.errors import InferdError
+from inferd.common.metrics_dir import empty_metrics_dir
 from inferd.common.settings import Settings, env_name
 from inferd.reloading import refresh
 from inferd.server.listeners import exposed_addresses
@@ -37,14 +38,13 @@ _metrics_dir: Path | None = None
 
 def prepare_metrics_dir(settings: Settings) -> Path:
     """In the master, before any worker is forked and before the master imports
-    prometheus_client (`preload`): empty the metrics directory (PROMETHEUS_MULTIPROC_DIR,
+    prometheus_client (`preload`): check and empty the metrics directory (PROMETHEUS_MULTIPROC_DIR,
     default `<state>/metrics`) and export it. prometheus_client reads the variable
     itself when a process imports it, and chooses multiprocess mode then; the workers
     inherit it from the master's environment."""
     global _metrics_dir
     directory = settings.prometheus_multiproc_dir or StateLayout(settings.state_dir).metrics
-    shutil.rmtree(directory, ignore_errors=True)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    empty_metrics_dir(directory, env_name("prometheus_multiproc_dir"))  # refuses other files
     os.environ[env_name("prometheus_multiproc_dir")] = str(directory)
     _metrics_dir = directory
     return directory

@@ -7,7 +7,16 @@ completely, and then swaps one reference. The worker's slot watcher
 (`inferd.serving.watcher`) calls `refresh_if_moved()` every 50 ms, so that load has usually
 happened before a request asks. A request that already holds the old
 model finishes on it. If the new slot fails to load, the worker keeps serving the
-model it has, records the error for /health/, and tries again after a pause.
+model it has, records the error for /health/, and tries again after a pause that
+doubles with each failure of the same slot (5 s, 10 s, ... at most 5 minutes): each try
+reads and checksums the whole slot, so a slot that keeps failing must not cost a
+worker a full read every 50 ms. Any error counts, an unexpected one (a bug, a
+library's own exception) as much as a corrupt file; a newer generation is tried at
+once.
+
+A worker that could not open the state directory at start gets a holder without a
+store (`ModelHolder.opening`): it answers 503 "Model manager unavailable" and tries
+to open the store again (`inferd.serving.store_opener`) until it can.
 """
 
 from __future__ import annotations
@@ -19,14 +28,16 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from inferd.common import metrics
-from inferd.common.errors import InferdError, NoModelError
+from inferd.common.errors import InferdError, NoModelError, ServiceUnavailableError
 from inferd.model.loaded import LoadedModel, load_slot
+from inferd.serving.store_opener import StoreOpener
 from inferd.store.generation import GenerationCounter
 from inferd.store.slots import SlotStore
 
 log = logging.getLogger("inferd.holder")
 
 RETRY_AFTER_FAILURE_SECONDS = 5.0
+MAX_RETRY_SECONDS = 300.0
 
 
 @dataclass(frozen=True)
@@ -35,29 +46,58 @@ class _State:
     model: LoadedModel | None
 
 
+class _NotOpen:
+    """The counter of a holder whose store is not open: never equal to a value seen,
+    so every `current()` goes past the fast path and tries to open the store."""
+
+    def read(self) -> int:
+        return -2
+
+
 class ModelHolder:
     def __init__(
         self,
-        store: SlotStore,
-        counter: GenerationCounter,
+        store: SlotStore | None,
+        counter: GenerationCounter | None,
         allow_pickle: bool | None = True,
         clock: Callable[[], float] = time.monotonic,
         on_loaded: Callable[[LoadedModel], None] | None = None,
+        opener: StoreOpener | None = None,
+        on_opened: Callable[[SlotStore], None] | None = None,
     ) -> None:
+        """`store` and `counter` None: not open yet, `opener` opens them (`opening`)."""
         self.store = store
-        self.counter = counter
+        self.counter: GenerationCounter | _NotOpen = counter or _NotOpen()
+        self.opener = opener
+        # Told once, when a store that failed to open at start opens (service.py).
+        self.on_opened = on_opened
         self.allow_pickle = allow_pickle
         self.clock = clock
         # Told of every slot this worker starts serving (app.py: systemd readiness).
         self.on_loaded = on_loaded
         self._state = _State(seen_counter=-1, model=None)
         self._switch = threading.Lock()
+        self._opening = threading.Lock()
         self.last_error: str | None = None
         self._failed_counter: int | None = None
         self._failed_at = 0.0
+        self._failures = 0  # consecutive failed loads of `_failed_counter`
+
+    @classmethod
+    def opening(cls, opener: StoreOpener, allow_pickle: bool = True,
+                on_loaded: Callable[[LoadedModel], None] | None = None,
+                on_opened: Callable[[SlotStore], None] | None = None) -> ModelHolder:
+        """A holder for a worker whose store failed to open: `opener` retries."""
+        return cls(None, None, allow_pickle, opener.clock, on_loaded, opener, on_opened)
+
+    @property
+    def available(self) -> bool:
+        """Whether the store is open (trying to open it, when a try is due)."""
+        return self.store is not None or self._open()
 
     def current(self) -> LoadedModel:
-        """The model to answer this request with; raises NoModelError if there is none."""
+        """The model to answer this request with; raises NoModelError if there is none,
+        ServiceUnavailableError while the store cannot be opened."""
         state = self._state
         if self.counter.read() != state.seen_counter:
             state = self._refresh()
@@ -68,7 +108,9 @@ class ModelHolder:
     def refresh_if_moved(self) -> None:
         """Load the current slot now if the counter moved (the slot watcher's call), so
         requests find it loaded; `current()` stays the backstop for a request that
-        comes first."""
+        comes first. While the store is not open, it tries to open it."""
+        if not self.available:
+            return
         if self.counter.read() != self._state.seen_counter:
             self._refresh()
 
@@ -84,6 +126,8 @@ class ModelHolder:
             return self._refresh_locked()
 
     def _refresh_locked(self) -> _State:
+        if not self.available:
+            raise ServiceUnavailableError
         # Read the counter before `current`: if a reload lands in between, we load
         # the newer slot under the older counter value and simply refresh again.
         counter = self.counter.read()
@@ -91,28 +135,60 @@ class ModelHolder:
         if counter == state.seen_counter:
             return state  # another thread refreshed while we waited
         if counter == self._failed_counter and (
-            self.clock() - self._failed_at < RETRY_AFTER_FAILURE_SECONDS
+            self.clock() - self._failed_at < self.retry_delay()
         ):
             return state
         try:
             model = self._load_current(state.model)
-        except (InferdError, OSError) as exc:
-            self.last_error = str(exc)
-            self._failed_counter, self._failed_at = counter, self.clock()
-            log.error(
-                "Worker could not load the current slot; still serving the previous model",
-                extra={"event": "slot_load_failed", "error": str(exc),
-                       "serving_generation": state.model and state.model.generation},
-            )
+        except Exception as exc:  # noqa: BLE001  (any failure keeps the model serving)
+            self._record_failure(counter, exc, state)
             return state
         self.last_error = None
         self._failed_counter = None
+        self._failures = 0
         self._state = _State(seen_counter=counter, model=model)
         if model is not None and model is not state.model and self.on_loaded is not None:
             self.on_loaded(model)
         return self._state
 
+    @property
+    def open_error(self) -> str | None:
+        """Why the store is not open (None once it is)."""
+        return None if self.store is not None or self.opener is None else self.opener.last_error
+
+    def _open(self) -> bool:
+        with self._opening:  # one thread opens, and tells `on_opened` once
+            if self.store is not None:
+                return True
+            opened = self.opener.try_open() if self.opener is not None else None
+            if opened is None:
+                return False
+            # The counter last: a thread that sees it knows the store is set.
+            self.store, self.counter = opened
+        if self.on_opened is not None:
+            self.on_opened(opened[0])
+        return True
+
+    def retry_delay(self) -> float:
+        """How long after the last failed load of a slot the next try waits."""
+        exponent = max(self._failures - 1, 0)
+        return min(RETRY_AFTER_FAILURE_SECONDS * 2.0 ** min(exponent, 16), MAX_RETRY_SECONDS)
+
+    def _record_failure(self, counter: int, exc: Exception, state: _State) -> None:
+        expected = isinstance(exc, (InferdError, OSError))
+        self.last_error = str(exc) if expected else f"{type(exc).__name__}: {exc}"
+        self._failures = self._failures + 1 if counter == self._failed_counter else 1
+        self._failed_counter, self._failed_at = counter, self.clock()
+        log.error(
+            "Worker could not load the current slot; still serving the previous model",
+            exc_info=not expected,  # a traceback only for what nobody expected
+            extra={"event": "slot_load_failed", "error": self.last_error,
+                   "failures": self._failures, "retry_in_seconds": self.retry_delay(),
+                   "serving_generation": state.model and state.model.generation},
+        )
+
     def _load_current(self, serving: LoadedModel | None) -> LoadedModel | None:
+        assert self.store is not None  # `_refresh_locked` opened it
         generation = self.store.current_generation()
         if generation is None:
             return None

@@ -15,24 +15,30 @@ request finds the model ready. It owns:
 
 A service that is never started has no threads: tests build one with a `Reloader`
 as its runner (reloads in the test's own process) and drive it directly.
-When the state directory cannot be opened, the service still builds, with no holder
-and no runner (the reason is logged): the worker answers 503 "Model manager
-unavailable" instead of failing to boot in a loop.
+When the state directory cannot be opened, the service still builds (the reason is
+logged): the worker answers 503 "Model manager unavailable" instead of failing to
+boot in a loop, and its holder keeps trying to open the store
+(`inferd.serving.store_opener`); once it opens, the worker serves and reloads like
+the others, and its refresh candidacy starts then.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
+from collections.abc import Callable
 
 from inferd.common import notify
-from inferd.common.errors import InferdError
+from inferd.common.errors import InferdError, ServiceUnavailableError
 from inferd.common.settings import Settings
 from inferd.model.loaded import LoadedModel
 from inferd.reloading.child import ChildReloads
 from inferd.reloading.refresh import RefreshLeader
-from inferd.reloading.reload import ReloadRunner, open_reloader
+from inferd.reloading.reload import ReloadResult, ReloadRunner, open_reloader
 from inferd.serving.holder import ModelHolder
 from inferd.serving.registry_probe import RegistryProbe
+from inferd.serving.store_opener import Opened, StoreOpener
 from inferd.serving.watcher import SlotWatcher
 from inferd.store.slots import SlotStore
 
@@ -49,20 +55,27 @@ class WorkerService:
         self._started = False
         self._watcher: SlotWatcher | None = None
         self._leader: RefreshLeader | None = None
+        self._leader_lock = threading.Lock()
 
     @classmethod
-    def open(cls, settings: Settings, runner: ReloadRunner | None = None) -> WorkerService:
+    def open(cls, settings: Settings, runner: ReloadRunner | None = None,
+             clock: Callable[[], float] = time.monotonic) -> WorkerService:
         """Open the state directory and load the serving slot. `runner` defaults to
         child-process reloads (a gunicorn worker); a test passes a `Reloader`."""
         probe = RegistryProbe(settings)
         try:
-            reloader = open_reloader(settings)
-            reloader.try_reconcile()  # a worker that died mid-reload may have left a flip
+            opened = _open_store(settings)
         except InferdError as exc:
-            log.error("Model manager not ready at worker start", extra={"error": str(exc)})
-            return cls(settings, None, None, probe)
-        holder = ModelHolder(reloader.store, reloader.counter, settings.allow_pickle,
-                             on_loaded=_announce)
+            log.error("Model manager not ready at worker start; retrying",
+                      extra={"event": "store_open_failed", "error": str(exc)})
+            service = cls(settings, None, None, probe)
+            opener = StoreOpener(lambda: _open_store(settings), str(exc), clock)
+            service.holder = ModelHolder.opening(opener, settings.allow_pickle,
+                                                 on_loaded=_announce,
+                                                 on_opened=service._store_opened)
+            service.runner = _OnceOpen(service.holder, runner or ChildReloads(settings))
+            return service
+        holder = ModelHolder(*opened, settings.allow_pickle, on_loaded=_announce)
         try:
             holder.current()  # warm: load the serving slot before the first request
         except InferdError as exc:
@@ -81,9 +94,20 @@ class WorkerService:
         if self.holder is not None:
             self._watcher = SlotWatcher(self.holder).start()
         self.probe.start()
-        if self.runner is not None and self.store is not None:
-            self._leader = RefreshLeader(self.settings, self.runner, self.store).start()
+        if self.store is not None:
+            self._start_leader(self.store)
         return self
+
+    def _start_leader(self, store: SlotStore) -> None:
+        with self._leader_lock:
+            if self.runner is not None and self._leader is None:
+                self._leader = RefreshLeader(self.settings, self.runner, store).start()
+
+    def _store_opened(self, store: SlotStore) -> None:
+        # The holder opened a store that had failed at start; in a started service the
+        # refresh candidacy begins now (in the thread that opened it).
+        if self._started:
+            self._start_leader(store)
 
     def stop(self) -> None:
         """Stop the threads `start()` started and wait for them to end (the refresh
@@ -94,6 +118,33 @@ class WorkerService:
         self.probe.stop()
         if self._leader is not None:
             self._leader.stop()
+
+
+def _open_store(settings: Settings) -> Opened:
+    reloader = open_reloader(settings)
+    reloader.try_reconcile()  # a worker that died mid-reload may have left a flip
+    return reloader.store, reloader.counter
+
+
+class _OnceOpen:
+    """The reload runner of a worker whose store failed to open at start: 503 "Model
+    manager unavailable" until the holder has opened it."""
+
+    def __init__(self, holder: ModelHolder, runner: ReloadRunner) -> None:
+        self.holder = holder
+        self.runner = runner
+
+    def run(self, unless_version: str | None = None) -> ReloadResult:
+        self._check()
+        return self.runner.run(unless_version)
+
+    def rollback(self) -> ReloadResult:
+        self._check()
+        return self.runner.rollback()
+
+    def _check(self) -> None:
+        if not self.holder.available:
+            raise ServiceUnavailableError
 
 
 def _announce(model: LoadedModel) -> None:

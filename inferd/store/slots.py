@@ -22,7 +22,6 @@ import hashlib
 import json
 import os
 import shutil
-import stat
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -44,6 +43,7 @@ from inferd.store.layout import (
     STAGING_PREFIX,
     StateLayout,
 )
+from inferd.store.ownership import check_private
 
 MANIFEST_FORMAT = 1
 
@@ -99,7 +99,8 @@ class SlotStore:
     # -- setup --------------------------------------------------------------------------
 
     def init(self) -> None:
-        """Create the state directory (0700) and the counter file if missing."""
+        """Create the state directory (0700) and the counter file if missing; refuse a
+        directory another user owns or may write, anywhere in it (`store.ownership`)."""
         root = self.layout.root
         if root.exists() and not root.is_dir():
             raise StoreError(f"state directory {root} is not a directory "
@@ -108,18 +109,13 @@ class SlotStore:
             root.mkdir(mode=0o700, parents=True, exist_ok=True)
             self.layout.slots.mkdir(mode=0o700, exist_ok=True)
             generation_file.create(self.layout.generation)
-            mode = root.stat().st_mode
         except OSError as exc:
             raise StoreError(
                 f"state directory {root} cannot be used: {exc.strerror or exc} "
                 "(set INFERD_STATE_DIR to a writable directory)"
             ) from exc
         # Whoever can write here decides what the workers load (a pickle runs code).
-        if mode & 0o022:
-            raise StoreError(
-                f"state directory {root} is writable by other users (mode "
-                f"{stat.S_IMODE(mode):04o}); run `chmod go-w {root}` or use another directory"
-            )
+        check_private(root)
 
     @contextlib.contextmanager
     def lock(self, timeout: float = 120.0) -> Iterator[None]:

@@ -32,7 +32,7 @@ from inferd.reloading.reload import ReloadResult, ReloadRunner
 log = logging.getLogger("inferd.admin")
 
 # Errors that keep their own status (409, 503) instead of "Reload failed" (500).
-_PASSED_THROUGH = (NoPreviousSlotError, ReloadBusyError)
+_PASSED_THROUGH = (NoPreviousSlotError, ReloadBusyError, ServiceUnavailableError)
 _MAX_DETAIL = 500
 
 

@@ -72,7 +72,7 @@ class HealthCheck:
     def _model(self) -> tuple[LoadedModel | None, str | None]:
         """The model this worker answers with, and the error to show beside it."""
         holder = self.service.holder
-        if holder is None:
+        if holder is None or not holder.available:
             return None, ServiceUnavailableError.MESSAGE
         try:
             model = holder.current()

@@ -32,11 +32,15 @@ class Predict:
     """Shared by the worker's threads; holds no per-request state."""
 
     def __init__(self, holder: ModelHolder | None) -> None:
-        # None: the worker could not open the state directory (WorkerService says why).
-        # Decided once here, so the request path tests nothing for it.
+        # None: a test's service without a holder. A holder whose store failed to open
+        # keeps trying to open it (WorkerService says why).
+        self._holder = holder
         self._current: Callable[[], LoadedModel] = (
             holder.current if holder is not None else _unavailable)
-        self.available = holder is not None
+
+    @property
+    def available(self) -> bool:
+        return self._holder is not None and self._holder.available
 
     def check_available(self) -> None:
         """Raise before a request's body is read when this worker cannot predict at

@@ -24,6 +24,7 @@ from inferd.common.errors import (
     PayloadTooLargeError,
     ReloadBusyError,
     ReloadFailedError,
+    RequestTimeoutError,
     ServiceUnavailableError,
     UnsupportedMediaTypeError,
 )
@@ -34,6 +35,7 @@ log = logging.getLogger("inferd.web")
 STATUS: tuple[tuple[type[InferdError], str], ...] = (
     (PayloadTooLargeError, falcon.HTTP_413),
     (UnsupportedMediaTypeError, falcon.HTTP_415),
+    (RequestTimeoutError, falcon.HTTP_408),
     (BadRequestError, falcon.HTTP_400),
     (ForbiddenError, falcon.HTTP_403),
     (NoModelError, falcon.HTTP_503),

@@ -183,6 +183,7 @@ def _predict_operation() -> dict[str, Any]:
                           "non-finite values, an unknown output, or predict_proba asked of "
                           "a model without classes"),
             "413": _error("body larger than INFERD_MAX_BODY_BYTES"),
+            "408": _error("body not sent within INFERD_READ_TIMEOUT"),
             "503": _error("no model is loaded yet"),
         },
     }

@@ -86,6 +86,34 @@ def test_hardening_exposure_is_at_most_2_and_the_readme_quotes_it() -> None:
     assert f"exposure {found.group(1)} {found.group(2)}" in (UNITS / "inferd.service").read_text()
 
 
+def _directives(unit: str) -> dict[str, str]:
+    found = {}
+    for line in unit.splitlines():
+        if "=" in line and not line.lstrip().startswith("#"):
+            key, _, value = line.partition("=")
+            found[key.strip()] = value.strip()
+    return found
+
+
+def test_resource_limits_are_set_and_explained() -> None:
+    """The unit bounds the service's memory and tasks, and a kill at the memory bound
+    (a reload child, say) does not stop the service; operations.md says why each."""
+    unit = _directives((UNITS / "inferd.service").read_text())
+    memory = re.fullmatch(r"(\d+)([KMG])", unit.get("MemoryMax", ""))
+    assert memory, "MemoryMax= must be an absolute size"
+    mib = int(memory.group(1)) * {"K": 1 / 1024, "M": 1, "G": 1024}[memory.group(2)]
+    # The measured peak (a reload with 2 workers, MLflow source) is ~450 MiB.
+    assert 1024 <= mib <= 8192, unit["MemoryMax"]
+    assert 64 <= int(unit.get("TasksMax", "0")) <= 4096
+    assert unit.get("OOMPolicy") == "continue"
+    assert unit.get("NotifyAccess") in ("main", "all")
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    section = operations.split("## Resource limits", 1)[1].split("\n## ", 1)[0]
+    for directive in ("MemoryMax", "TasksMax", "OOMPolicy", "NotifyAccess"):
+        assert f"`{directive}=" in section, directive
+
+
+# -- readiness ------------------------------------------------------------------------------
 # -- readiness ------------------------------------------------------------------------------
 
 

@@ -166,6 +166,42 @@ def test_a_newer_bump_is_tried_at_once_even_during_the_pause(
     assert holder.last_error is None
 
 
+def test_an_unexpected_load_error_backs_off_and_keeps_the_model(
+    reloader: Reloader, model_path: Path, make_holder: Callable[..., ModelHolder],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A load that fails with something nobody expected (a library's own exception) is
+    neither raised to the request nor tried again at every watcher tick (each try
+    checksums the whole slot): the pause doubles with each failure of the same slot."""
+    clock = ManualClock()
+    publish(reloader, model_path, 1)
+    holder = make_holder(clock)
+    assert holder.current().predict(ROW) == [1]
+    tries = []
+
+    def broken(*args: object) -> object:
+        tries.append(clock())
+        raise ValueError("a library's own surprise")
+
+    monkeypatch.setattr(holder_module, "load_slot", broken)
+    publish(reloader, model_path, 2)
+    for _ in range(20):  # the watcher's ticks, and requests
+        holder.refresh_if_moved()
+        assert holder.current().predict(ROW) == [1]
+    assert len(tries) == 1
+    assert holder.last_error == "ValueError: a library's own surprise"
+
+    pause = holder_module.RETRY_AFTER_FAILURE_SECONDS
+    for expected_tries in (2, 3, 4):
+        clock.advance(pause - 0.1)
+        holder.refresh_if_moved()
+        assert len(tries) == expected_tries - 1, "not before the pause"
+        clock.advance(0.2)
+        holder.refresh_if_moved()
+        assert len(tries) == expected_tries
+        pause *= 2
+
+
 def test_first_model_corrupt_means_no_model_with_the_reason(
     reloader: Reloader, model_path: Path, make_holder: Callable[..., ModelHolder]
 ) -> None:

@@ -138,3 +138,24 @@ def test_the_child_gets_its_parents_settings_not_the_environment(
     repaired = [json.loads(line) for line in capfd.readouterr().err.splitlines()
                 if '"Slot store repaired"' in line]
     assert [line["correlation_id"] for line in repaired] == [cid]
+
+
+def test_a_child_killed_between_flip_and_bump_is_repaired_at_once(
+        child_env: Env, model_path: Path, forests: tuple[Any, Any], tmp_path: Path) -> None:
+    """Without the repair, `current` names the new slot while the counter still names
+    the old one: running workers keep the old model, new ones load the new one, until
+    some later reload reconciles."""
+    step_file = tmp_path / "kill-at"
+    settings = child_env(INFERD_TEST_FAULT_INJECTION_FILE=str(step_file))
+    runner = ChildReloads(settings)
+    write_model(model_path, forests[0])
+    assert runner.run().generation == 1
+    write_model(model_path, forests[1])
+    step_file.write_text("flipped")
+
+    with pytest.raises(ReloadProcessError, match="without an answer"):
+        runner.run()
+
+    store = open_reloader(settings).store
+    assert store.current_generation() == 2, "the child died after the flip"
+    assert open_reloader(settings).counter.read() == 2, "the counter caught up at once"

@@ -215,7 +215,7 @@ def _every_setting_changed(tmp_path: Path) -> Settings:
         mlflow_http_request_max_retries=0, mlflow_http_request_backoff_factor=3,
         registry_probe_seconds=0.25, state_dir=tmp_path / "state",
         prometheus_multiproc_dir=tmp_path / "metrics", bind="unix:/run/inferd.sock",
-        workers=3, threads=1, worker_timeout=7, max_body_bytes=10, max_rows=2,
+        workers=3, threads=1, worker_timeout=7, read_timeout=1.5, max_body_bytes=10, max_rows=2,
         slot_retention=5, allow_pickle=False,
         log_level="debug", access_log=False, test_fault_injection_file=tmp_path / "step",
     )
