@@ -14,6 +14,8 @@ file. What inferd trusts, deliberately:
 - **pickle / joblib / cloudpickle** can run arbitrary code when loaded. inferd loads
   them only from the operator's configured source (no request can name a path or
   URI), and refuses them entirely when INFERD_ALLOW_PICKLE=false.
+- XGBoost and LightGBM boosters load with their own libraries, and any other MLflow
+  model with MLflow's pyfunc loader, which counts as pickle (`inferd.model.flavors`).
 - A scikit-learn `InconsistentVersionWarning` at load (the model was pickled by
   another scikit-learn version) is a load failure, not a warning.
 
@@ -57,11 +59,18 @@ SKOPS_TRUSTED_TYPES = frozenset({
 # in its preprocessor (`BaseHistGradientBoosting._preprocess_X`). Its compiled form
 # needs neither; a worker never loads such a file, and if it does not compile, the
 # reload fails naming them (inferd.reloading.validate).
+# The same for LGBMClassifier / LGBMRegressor, which MLflow's lightgbm flavor saves with
+# skops: the booster's state is LightGBM's own text model, parsed by lightgbm.
 COMPILE_ONLY_TRUSTED_TYPES = frozenset({
     "functools.partial",
     "sklearn.utils.validation.check_array",
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
 })
-PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle"}
+# "pyfunc": MLflow's pyfunc loader unpickles the model, or runs code it names.
+PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle", "pyfunc"}
 _SUFFIX_FORMATS = {
     ".skops": "skops",
     ".joblib": "joblib",
@@ -91,11 +100,10 @@ def locate_artifact(model_dir: Path) -> Artifact:
             raise ModelLoadError(f"{mlmodel} is not an MLflow model description")
         flavor = (conf.get("flavors") or {}).get("sklearn")
         if not flavor:
-            flavors = ", ".join(sorted(conf.get("flavors") or {})) or "none"
-            raise ModelLoadError(
-                f"the MLflow model has no sklearn flavor (flavors: {flavors}); inferd serves "
-                "scikit-learn models"
-            )
+            from inferd.model import flavors
+
+            return flavors.locate(model_dir, conf.get("flavors") or {},
+                                  _input_example(model_dir))
         fmt = flavor.get("serialization_format", "cloudpickle")
         path = model_dir / flavor.get("pickled_model", "model.pkl")
         return Artifact(path, fmt, _input_example(model_dir))
@@ -145,7 +153,7 @@ def load_estimator(artifact: Artifact, allow_pickle: bool, to_compile: bool = Fa
             f"{artifact.path.name} is a {artifact.format} file and INFERD_ALLOW_PICKLE=false; "
             "save the model in skops format or allow pickle for this trusted source"
         )
-    if not artifact.path.is_file():
+    if not artifact.path.exists():  # a file, or an MLflow pyfunc model's directory
         raise ModelLoadError(f"model file {artifact.path.name} is missing from the slot")
     from sklearn.exceptions import InconsistentVersionWarning
 
@@ -168,6 +176,10 @@ def load_estimator(artifact: Artifact, allow_pickle: bool, to_compile: bool = Fa
 
 
 def _deserialize(artifact: Artifact, to_compile: bool) -> Any:
+    from inferd.model import flavors
+
+    if artifact.format in flavors.FORMATS:  # xgboost, lightgbm, MLflow pyfunc
+        return flavors.load(artifact)
     if artifact.format == "skops":
         import skops.io
 
