@@ -14,6 +14,8 @@ file. What inferd trusts, deliberately:
 - **pickle / joblib / cloudpickle** can run arbitrary code when loaded. The caller
   says whether this model's source may hand inferd pickle (`inferd.model.trust`: the
   operator's local MODEL_PATH yes, a registry only with INFERD_ALLOW_PICKLE=true).
+- XGBoost and LightGBM boosters load with their own libraries, and any other MLflow
+  model with MLflow's pyfunc loader, which counts as pickle (`inferd.model.flavors`).
 - A scikit-learn `InconsistentVersionWarning` at load (the model was pickled by
   another scikit-learn version) is a load failure, not a warning.
 
@@ -57,11 +59,18 @@ SKOPS_TRUSTED_TYPES = frozenset({
 # in its preprocessor (`BaseHistGradientBoosting._preprocess_X`). Its compiled form
 # needs neither; a worker never loads such a file, and if it does not compile, the
 # reload fails naming them (inferd.reloading.validate).
+# The same for LGBMClassifier / LGBMRegressor, which MLflow's lightgbm flavor saves with
+# skops: the booster's state is LightGBM's own text model, parsed by lightgbm.
 COMPILE_ONLY_TRUSTED_TYPES = frozenset({
     "functools.partial",
     "sklearn.utils.validation.check_array",
+    "collections.OrderedDict",
+    "lightgbm.basic.Booster",
+    "lightgbm.sklearn.LGBMClassifier",
+    "lightgbm.sklearn.LGBMRegressor",
 })
-PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle"}
+# "pyfunc": MLflow's pyfunc loader unpickles the model, or runs code it names.
+PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle", "pyfunc"}
 _SUFFIX_FORMATS = {
     ".skops": "skops",
     ".joblib": "joblib",
@@ -91,11 +100,10 @@ def locate_artifact(model_dir: Path) -> Artifact:
             raise ModelLoadError(f"{mlmodel} is not an MLflow model description")
         flavor = (conf.get("flavors") or {}).get("sklearn")
         if not flavor:
-            flavors = ", ".join(sorted(conf.get("flavors") or {})) or "none"
-            raise ModelLoadError(
-                f"the MLflow model has no sklearn flavor (flavors: {flavors}); inferd serves "
-                "scikit-learn models"
-            )
+            from inferd.model import flavors
+
+            return flavors.locate(model_dir, conf.get("flavors") or {},
+                                  _input_example(model_dir))
         fmt = flavor.get("serialization_format", "cloudpickle")
         path = confined_file(model_dir, flavor.get("pickled_model", "model.pkl"),
                              "the MLmodel's pickled_model")
@@ -150,7 +158,7 @@ def load_estimator(artifact: Artifact, allow_pickle: bool, to_compile: bool = Fa
             "INFERD_ALLOW_PICKLE=true; save the model with skops (MLflow's default), or opt "
             "in if you trust everyone who can register a version"
         )
-    if not artifact.path.is_file():
+    if not artifact.path.exists():  # a file, or an MLflow pyfunc model's directory
         raise ModelLoadError(f"model file {artifact.path.name} is missing from the slot")
     from sklearn.exceptions import InconsistentVersionWarning
 
@@ -173,6 +181,10 @@ def load_estimator(artifact: Artifact, allow_pickle: bool, to_compile: bool = Fa
 
 
 def _deserialize(artifact: Artifact, to_compile: bool) -> Any:
+    from inferd.model import flavors
+
+    if artifact.format in flavors.FORMATS:  # xgboost, lightgbm, MLflow pyfunc
+        return flavors.load(artifact)
     if artifact.format == "skops":
         import skops.io
 

@@ -24,10 +24,14 @@ from inferd.model.compiled.boosting import compile_boosting
 from inferd.model.compiled.forests import SUPPORTED as FORESTS
 from inferd.model.compiled.forests import compile_forest
 from inferd.model.compiled.format import ArrayReader, ArrayWriter, CompiledFormatError, Unsupported
+from inferd.model.compiled.lightgbm_trees import SUPPORTED as LIGHTGBM
+from inferd.model.compiled.lightgbm_trees import compile_lightgbm
 from inferd.model.compiled.linear import SUPPORTED as LINEAR
 from inferd.model.compiled.linear import LinearModel, compile_linear
 from inferd.model.compiled.pipeline import Steps, compile_steps
 from inferd.model.compiled.trees import TreeEnsemble
+from inferd.model.compiled.xgboost_trees import SUPPORTED as XGBOOST
+from inferd.model.compiled.xgboost_trees import compile_xgboost
 
 log = logging.getLogger("inferd.compiled")
 
@@ -75,6 +79,9 @@ def compile_into(slot_dir: Path, estimator: Any, smoke_rows: np.ndarray) -> dict
     return the facts for the manifest (`form` and, when compiled, `compiled`)."""
     directory = slot_dir / fmt.DIR_NAME
     writer = ArrayWriter()
+    why_not = getattr(estimator, "not_compiled", None)  # e.g. an MLflow pyfunc model
+    if isinstance(why_not, str):
+        return {"form": "fallback", "fallback_reason": why_not}
     try:
         header: dict[str, Any] = {"format": fmt.FORMAT, "estimator": type(estimator).__name__,
                                   "n_features": _n_features(estimator),
@@ -190,6 +197,10 @@ def _final_spec(estimator: Any, writer: ArrayWriter) -> dict[str, Any]:
         return compile_boosting(estimator, writer)
     if name in LINEAR:
         return compile_linear(estimator, writer)
+    if name in XGBOOST:
+        return compile_xgboost(estimator, writer)
+    if name in LIGHTGBM:
+        return compile_lightgbm(estimator, writer)
     raise Unsupported(name)
 
 

@@ -71,11 +71,16 @@ def _ro(dtype: Any, ndim: int) -> Any:
     return _types.Array(dtype, ndim, "C", readonly=True)
 
 
-# What `accumulate` does with the inputs first (`inputs` argument):
+# What `accumulate` does with the inputs first (`inputs` argument, low two bits):
 KEEP = 0  # compare them as they are (HistGradientBoosting*: float64, inf and NaN allowed)
 FLOAT32 = 1  # round to float32, refuse NaN, inf and values too large for float32
 FLOAT32_NAN = 2  # round to float32, refuse inf and values too large, allow NaN
+# ...and flags added to it:
+SUM32 = 4  # round every sum to float32 (XGBoost adds its leaves in float32)
+TINY_ZERO = 8  # read |x| <= 1e-35 as 0.0 (LightGBM drops such values as zeros)
 REFUSED = 1  # `accumulate`'s answer when FLOAT32(_NAN) refused the rows
+# LightGBM's kZeroThreshold (include/LightGBM/meta.h): what it counts as zero.
+ZERO_THRESHOLD = 1e-35
 
 SIGNATURE = _types.int64(
     _ro(_types.float64, 2),   # x: rows
@@ -88,6 +93,7 @@ SIGNATURE = _types.int64(
     _ro(_types.intp, 1),      # roots: each tree's first node
     _ro(_types.intp, 1),      # tree_column: the output column of each one-value tree
     _ro(_types.float64, 2),   # values: (nodes, width) a leaf's contribution
+    _ro(_types.boolean, 1),   # zero_missing: (nodes,) or (0,): 0.0 goes where NaN goes
     _ro(_types.intp, 1),      # cat_node: bitset row of a categorical node, else -1
     _ro(_types.uint32, 2),    # left_bits: (m, 8) categories that go left
     _ro(_types.intp, 1),      # cat_feature_row: row of a feature's known categories
@@ -103,14 +109,20 @@ def _in_bitset(bits: Any, row: Any, value: Any) -> bool:
 
 def _rounded(x: Any, inputs: int) -> Any:  # pragma: no cover (compiled)
     """x rounded to float32 (held in float64: scikit-learn compares the float32 input
-    with the float64 threshold), or None when `inputs` refuses a value."""
+    with the float64 threshold) and/or tiny values zeroed, as `inputs` says; None when
+    `inputs` refuses a value."""
+    rounding = inputs & 3
     rounded = np.empty(x.shape, dtype=np.float64)
     flat = rounded.ravel()
     for j, value in enumerate(x.ravel()):
-        value32 = np.float32(value)
-        if np.isinf(value32) or (inputs == FLOAT32 and np.isnan(value32)):
-            return None
-        flat[j] = np.float64(value32)
+        if rounding != KEEP:
+            value32 = np.float32(value)
+            if np.isinf(value32) or (rounding == FLOAT32 and np.isnan(value32)):
+                return None
+            value = np.float64(value32)
+        if inputs & TINY_ZERO and abs(value) <= ZERO_THRESHOLD:
+            value = 0.0
+        flat[j] = value
     return rounded
 
 
@@ -132,15 +144,17 @@ def _category_goes_left(v: float, node: Any, f: Any, missing_left: Any, cat_node
 def accumulate(  # noqa: C901 (one loop on purpose: see PERF above)
         x: Any, inputs: int, children: Any, feature: Any, threshold: Any,
         missing_left: Any, leaf: Any, roots: Any, tree_column: Any, values: Any,
-        cat_node: Any, left_bits: Any, cat_feature_row: Any, known_bits: Any,
-        baseline: Any, out: Any) -> int:  # pragma: no cover (compiled)
+        zero_missing: Any, cat_node: Any, left_bits: Any, cat_feature_row: Any,
+        known_bits: Any, baseline: Any, out: Any) -> int:  # pragma: no cover (compiled)
     """out = baseline + every tree's leaf for each row of x; REFUSED (out unspecified)
     when `inputs` refuses a value, as scikit-learn's check_array(dtype=float32) would."""
-    if inputs != KEEP:
+    if inputs & ~SUM32 != KEEP:
         rounded = _rounded(x, inputs)
         if rounded is None:
             return REFUSED
         x = rounded
+    sum32 = inputs & SUM32 != 0
+    zeros = zero_missing.shape[0] > 0
     # PERF: indices are cast to unsigned, so numba emits no negative-index wraparound
     # on each array access (15-30% of the loop on forests, measured side by side).
     n_rows = x.shape[0]
@@ -161,7 +175,7 @@ def accumulate(  # noqa: C901 (one loop on purpose: see PERF above)
                 while not leaf[node]:
                     f = np.uintp(feature[node])
                     v = x[i, f]
-                    if v != v:  # NaN
+                    if v != v or (zeros and v == 0.0 and zero_missing[node]):  # missing
                         left = missing_left[node]
                     elif categorical and cat_node[node] >= 0:
                         left = _category_goes_left(v, node, f, missing_left, cat_node,
@@ -169,8 +183,11 @@ def accumulate(  # noqa: C901 (one loop on purpose: see PERF above)
                     else:
                         left = v <= threshold[node]
                     node = np.uintp(children[node, zero] if left else children[node, one])
-                if one_value:
-                    out[i, column] += values[node, zero]
+                if width == 1:
+                    total = out[i, column] + values[node, zero]
+                    # float32 + float32 computed in float64 and rounded once is the
+                    # float32 sum (53 >= 2 * 24 + 2 bits: no double rounding).
+                    out[i, column] = np.float32(total) if sum32 else total
                 else:
                     for k in range(width):
                         out[i, np.uintp(k)] += values[node, np.uintp(k)]
@@ -184,6 +201,47 @@ def expit(x: Any, out: Any) -> None:  # pragma: no cover (compiled)
     calls the same C library function, which the unit tests check bit for bit."""
     for i in range(x.shape[0]):
         out[i] = 1.0 / (1.0 + math.exp(-x[i]))
+
+
+def sigmoid32(x: Any, out: Any) -> None:  # pragma: no cover (compiled)
+    """XGBoost's logistic transform in float32 (`common::Sigmoid`, src/common/math.h):
+    1 / (1 + expf(min(-x, 88.7))); the float32 values are held in float64 arrays."""
+    one = np.float32(1.0)
+    for i in range(x.shape[0]):
+        exponent = min(-np.float32(x[i]), np.float32(88.7))
+        out[i] = np.float64(one / (np.float32(math.exp(exponent)) + one))
+
+
+def softmax32(x: Any, out: Any) -> None:  # pragma: no cover (compiled)
+    """XGBoost's softmax in float32 (`common::Softmax`): expf of x - max, summed in
+    double in column order, each divided by the sum rounded to float32."""
+    for i in range(x.shape[0]):
+        top = np.float32(x[i, 0])
+        for k in range(1, x.shape[1]):
+            top = max(np.float32(x[i, k]), top)
+        total = 0.0
+        for k in range(x.shape[1]):
+            e = np.float32(math.exp(np.float32(np.float32(x[i, k]) - top)))
+            out[i, k] = e
+            total += np.float64(e)
+        norm = np.float32(total)
+        for k in range(x.shape[1]):
+            out[i, k] = np.float64(np.float32(out[i, k]) / norm)
+
+
+def softmax64(x: Any, out: Any) -> None:  # pragma: no cover (compiled)
+    """LightGBM's softmax (`Common::Softmax`, include/LightGBM/utils/common.h): exp of
+    x - max in double, summed in column order, each divided by the sum."""
+    for i in range(x.shape[0]):
+        top = x[i, 0]
+        for k in range(1, x.shape[1]):
+            top = max(x[i, k], top)
+        total = 0.0
+        for k in range(x.shape[1]):
+            out[i, k] = math.exp(x[i, k] - top)
+            total += out[i, k]
+        for k in range(x.shape[1]):
+            out[i, k] /= total
 
 
 def _compiled(fn: Any, signature: Any = None, **options: Any) -> Any:
@@ -208,10 +266,16 @@ with _scipy_hidden():
     accumulate = _compiled(accumulate, SIGNATURE)
     expit = _compiled(expit, _types.void(_ro(_types.float64, 1),
                                          _types.Array(_types.float64, 1, "C")))
+    sigmoid32 = _compiled(sigmoid32, _types.void(_ro(_types.float64, 1),
+                                                 _types.Array(_types.float64, 1, "C")))
+    softmax32 = _compiled(softmax32, _types.void(_ro(_types.float64, 2),
+                                                 _types.Array(_types.float64, 2, "C")))
+    softmax64 = _compiled(softmax64, _types.void(_ro(_types.float64, 2),
+                                                 _types.Array(_types.float64, 2, "C")))
 
 
 def _warm_up() -> None:
-    """Call `accumulate` and `expit` once, on a one-leaf tree, with the argument kinds a
+    """Call `accumulate` and the transforms once, on a one-leaf tree, with the argument kinds a
     worker passes (writable rows and default arrays, read-only mapped ones), here in the
     master. numba's first call of a dispatcher does the rest of its setup in Python: its
     `typeof` imports numpy.ma (numpy 2 loads it lazily) and each writable-to-read-only
@@ -222,7 +286,8 @@ def _warm_up() -> None:
         made = [np.zeros((1, 1)), np.zeros((1, 2), np.intp), np.zeros(1, np.intp),
                 np.zeros(1), np.zeros(1, np.bool_), np.ones(1, np.bool_),
                 np.zeros(1, np.intp), np.zeros(1, np.intp), np.zeros((1, 1)),
-                np.zeros(0, np.intp), np.zeros((0, BITSET_WORDS), np.uint32),
+                np.zeros(0, np.bool_), np.zeros(0, np.intp),
+                np.zeros((0, BITSET_WORDS), np.uint32),
                 np.zeros(0, np.intp), np.zeros((0, BITSET_WORDS), np.uint32), np.zeros(1)]
         for array in made:
             array.setflags(write=writable)
@@ -233,6 +298,9 @@ def _warm_up() -> None:
         args: list[Any] = [x, KEEP, *table, np.empty((1, 1))]
         accumulate(*args)
         expit(table[-1], np.empty(1))  # the baseline's array: float64 (1,)
+        sigmoid32(table[-1], np.empty(1))
+        softmax32(table[7], np.empty((1, 1)))  # the values' array: float64 (1, 1)
+        softmax64(table[7], np.empty((1, 1)))
 
 
 with _scipy_hidden():

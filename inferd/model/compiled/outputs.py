@@ -19,13 +19,15 @@ calls on arrays of the same layout, so the answers are equal to the bit:
                   (`sklearn.utils.extmath.softmax`) on a C-ordered copy
     softmax_f     the same on a Fortran-ordered copy (HistGradientBoosting* keeps its
                   raw scores in Fortran order, and numpy's row sums follow the layout)
+
+XGBoost's and LightGBM's own last steps are in `inferd.model.compiled.library_outputs`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from inferd.model.compiled import kernel
+from inferd.model.compiled import kernel, library_outputs
 from inferd.model.compiled.format import CompiledFormatError
 
 FORMAT1_OUTPUTS = {("classifier", "mean"): "proba_mean", ("regressor", "mean"): "mean",
@@ -34,12 +36,13 @@ _CLASS_ROWS = ("proba_mean", "class_rows")
 _BINARY = ("logistic_ge", "logistic2_ge", "logistic_gt")
 _SOFTMAX = ("softmax", "softmax_f")
 _REGRESSION = ("mean", "value", "exp")
-NAMES = _CLASS_ROWS + _BINARY + _SOFTMAX + _REGRESSION
+NAMES = _CLASS_ROWS + _BINARY + _SOFTMAX + _REGRESSION + library_outputs.NAMES
 
 
 def check(output: str, task: str, columns: int, n_classes: int) -> None:
     """Refuse an output that does not fit the raw scores' shape or the task."""
-    ok = {
+    ok = library_outputs.check(output, task, columns, n_classes) if \
+        output in library_outputs.NAMES else {
         "classifier": (output in _CLASS_ROWS and columns == n_classes)
         or (output in _BINARY and columns == 1 and n_classes == 2)
         or (output in _SOFTMAX and columns == n_classes > 2),
@@ -51,6 +54,8 @@ def check(output: str, task: str, columns: int, n_classes: int) -> None:
 
 
 def predict(output: str, raw: np.ndarray, n_trees: int, classes: np.ndarray | None) -> np.ndarray:
+    if output in library_outputs.NAMES:
+        return library_outputs.predict(output, raw, classes)
     if output == "mean":
         return raw[:, 0] / n_trees
     if output == "value":
@@ -67,6 +72,8 @@ def predict(output: str, raw: np.ndarray, n_trees: int, classes: np.ndarray | No
 
 
 def predict_proba(output: str, raw: np.ndarray, n_trees: int) -> np.ndarray:
+    if output in library_outputs.NAMES:
+        return library_outputs.predict_proba(output, raw)
     if output == "proba_mean":
         return raw / n_trees
     if output == "class_rows":

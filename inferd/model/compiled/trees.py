@@ -20,10 +20,16 @@ All trees of a model are concatenated into one table (arrays in `compiled/arrays
     left_bits     u4   (m, 8)      categories that go left, 256 bits a row
     cat_feature_row intp (features,)  row of a feature in known_bits, -1 if numeric
     known_bits    u4   (c, 8)      categories seen in training, per categorical feature
+  and, for XGBoost and LightGBM (`xgboost_trees`, `lightgbm_trees`):
+    zero_missing  bool (nodes,)    LightGBM's missing type Zero: 0.0 goes where NaN goes
+    truncate_columns intp (c,)     LightGBM's categorical inputs: truncated to an integer
+                                   category, no known-categories check (unknown goes right)
 
 The spec says how the kernel's raw scores become answers (`inferd.model.compiled.outputs`):
 `output`, `round32` (inputs rounded to float32 first, as scikit-learn's trees and
-GradientBoosting* do; HistGradientBoosting* compares in float64) and `allow_nan`.
+GradientBoosting* do; HistGradientBoosting* compares in float64) and `allow_nan`;
+`sum32` (sums rounded to float32 after every tree, as XGBoost adds), `tiny_zero`
+(LightGBM's zeros) and `columns` (the raw-score width of a model without classes).
 A slot written in format 1 (forests and single trees only) still loads: the defaults
 above are what format 1 meant, and it refused NaN as it did then.
 """
@@ -37,7 +43,13 @@ import numpy as np
 
 from inferd.model.compiled import kernel, outputs
 from inferd.model.compiled.categories import CategoryEncoder
-from inferd.model.compiled.format import ArrayReader, ArrayWriter, CompiledFormatError, spec_choice
+from inferd.model.compiled.format import (
+    ArrayReader,
+    ArrayWriter,
+    CompiledFormatError,
+    spec_choice,
+    spec_int,
+)
 
 BITSET_WORDS = kernel.BITSET_WORDS
 
@@ -54,6 +66,7 @@ class Tree:
     missing_left: np.ndarray
     column: int = 0
     cat_node: np.ndarray | None = None  # local bitset row or -1
+    zero_missing: np.ndarray | None = None  # LightGBM's missing type Zero
     left_bits: np.ndarray = field(default_factory=lambda: np.zeros((0, BITSET_WORDS),
                                                                    np.uint32))
 
@@ -61,6 +74,7 @@ class Tree:
 def write_table(trees: list[Tree], writer: ArrayWriter, spec: dict[str, Any]) -> dict[str, Any]:
     """Concatenate `trees` into the node table and add its arrays to `spec`."""
     children, feature, threshold, values, missing, cat_node, bits = [], [], [], [], [], [], []
+    zeros = []
     roots, offset, bit_offset = [], 0, 0
     for tree in trees:
         nodes = len(tree.left)
@@ -77,6 +91,8 @@ def write_table(trees: list[Tree], writer: ArrayWriter, spec: dict[str, Any]) ->
         local = tree.cat_node if tree.cat_node is not None else np.full(nodes, -1)
         cat_node.append(np.where(local >= 0, local + bit_offset, -1).astype(np.intp))
         bits.append(tree.left_bits)
+        zeros.append(np.zeros(nodes, dtype=bool) if tree.zero_missing is None
+                     else np.asarray(tree.zero_missing, dtype=bool) & ~leaf)
         bit_offset += len(tree.left_bits)
         roots.append(offset)
         offset += nodes
@@ -94,6 +110,8 @@ def write_table(trees: list[Tree], writer: ArrayWriter, spec: dict[str, Any]) ->
         "tree_column": writer.add("tree_column",
                                   np.asarray([t.column for t in trees], dtype=np.intp)),
     })
+    if any(z.any() for z in zeros):
+        arrays["zero_missing"] = writer.add("tree_zero_missing", np.concatenate(zeros))
     if bit_offset:
         arrays["cat_node"] = writer.add("tree_cat_node", np.concatenate(cat_node))
         arrays["left_bits"] = writer.add("tree_left_bits", np.concatenate(bits))
@@ -106,9 +124,11 @@ def write_table(trees: list[Tree], writer: ArrayWriter, spec: dict[str, Any]) ->
 _KERNEL_DTYPES = {"children": np.intp, "feature": np.intp, "threshold": np.float64,
                   "missing_left": np.bool_, "leaf": np.bool_, "roots": np.intp,
                   "tree_column": np.intp, "values": np.float64, "cat_node": np.intp,
+                  "zero_missing": np.bool_,
                   "left_bits": np.uint32, "cat_feature_row": np.intp,
                   "known_bits": np.uint32}
 _EMPTY_INTP = np.zeros(0, dtype=np.intp)
+_EMPTY_BOOL = np.zeros(0, dtype=np.bool_)
 _EMPTY_BITS = np.zeros((0, BITSET_WORDS), dtype=np.uint32)
 
 
@@ -128,6 +148,8 @@ class TreeEnsemble:
                                   outputs.NAMES)
         self.round32 = bool(spec.get("round32", True))
         self.allow_nan = bool(spec.get("allow_nan", False))
+        self.sum32 = bool(spec.get("sum32", False))
+        self.tiny_zero = bool(spec.get("tiny_zero", False))
         self.n_features = n_features
 
         def optional(name: str, kind: str, ndim: int, default: Any) -> np.ndarray:
@@ -144,22 +166,43 @@ class TreeEnsemble:
         nodes, trees = len(self.feature), len(self.roots)
         self.missing_left = optional("missing_left", "b", 1, np.zeros(nodes, dtype=bool))
         self.tree_column = optional("tree_column", "i", 1, np.zeros(trees, dtype=np.intp))
+        self.zero_missing = optional("zero_missing", "b", 1, _EMPTY_BOOL)
         self.cat_node = optional("cat_node", "i", 1, _EMPTY_INTP)
         self.left_bits = optional("left_bits", "u", 2, _EMPTY_BITS)
         self.encoder = CategoryEncoder.open(spec.get("categories"), reader, n_features)
         self.cat_feature_row = self.encoder.feature_row if self.encoder else _EMPTY_INTP
         self.known_bits = self.encoder.known_bits if self.encoder else _EMPTY_BITS
-        self.columns = self._columns()
+        self.truncate = optional("truncate_columns", "i", 1, None)
+        if self.truncate is not None:
+            self._truncated_categories()
+        self.columns = self._columns(spec)
         baseline = optional("baseline", "f", 1, np.zeros(self.columns))
         self.baseline = np.asarray(baseline, dtype=np.float64)
         self._check()
         self.n_trees = trees
-        self._inputs = (kernel.KEEP if not self.round32 else
-                        kernel.FLOAT32_NAN if self.allow_nan else kernel.FLOAT32)
+        self._inputs = ((kernel.KEEP if not self.round32 else
+                         kernel.FLOAT32_NAN if self.allow_nan else kernel.FLOAT32)
+                        | (kernel.SUM32 if self.sum32 else 0)
+                        | (kernel.TINY_ZERO if self.tiny_zero else 0))
 
-    def _columns(self) -> int:
+    def _truncated_categories(self) -> None:
+        """LightGBM's categorical features: every category not in a split's bitset goes
+        right, so every such feature points at one row of no known categories."""
+        assert self.truncate is not None
+        columns = np.asarray(self.truncate)
+        if self.encoder is not None or not bool(
+                ((columns >= 0) & (columns < self.n_features)).all()):
+            raise CompiledFormatError("truncated categorical columns out of range")
+        row = np.full(self.n_features, -1, dtype=np.intp)
+        row[columns] = 0
+        self.cat_feature_row = row
+        self.known_bits = np.zeros((1, BITSET_WORDS), dtype=np.uint32)
+
+    def _columns(self, spec: dict[str, Any]) -> int:
         if self.combine != "sum":
             return int(self.values.shape[1])
+        if "columns" in spec:
+            return spec_int(spec, "columns", 1)
         if self.classes is not None and len(self.classes) > 2:
             return len(self.classes)
         return 1
@@ -174,7 +217,8 @@ class TreeEnsemble:
         roots = np.asarray(self.roots)
         if (nodes == 0 or self.children.shape != (nodes, 2) or len(self.threshold) != nodes
                 or self.values.shape[0] != nodes or len(roots) == 0
-                or self.missing_left.shape != (nodes,)):
+                or self.missing_left.shape != (nodes,)
+                or self.zero_missing.shape not in ((0,), (nodes,))):
             raise CompiledFormatError("tree arrays disagree on the number of nodes")
         if self.combine == "single" and len(roots) != 1:
             raise CompiledFormatError("a single tree model has more than one root")
@@ -222,7 +266,7 @@ class TreeEnsemble:
     def _check_categories(self, nodes: int, feature: np.ndarray) -> None:
         if len(self.cat_node) == 0:
             return
-        if self.encoder is None:
+        if self.encoder is None and self.truncate is None:
             raise CompiledFormatError("categorical splits without the categories' encoder")
         if self.cat_node.shape != (nodes,) or self.left_bits.shape[1:] != (BITSET_WORDS,):
             raise CompiledFormatError("categorical split arrays have the wrong shape")
@@ -239,13 +283,17 @@ class TreeEnsemble:
         """The raw scores: per row, the baseline plus every tree's leaf, in tree order."""
         if self.encoder is not None:
             rows = self.encoder.transform(rows)
+        elif self.truncate is not None and len(self.truncate):
+            # C's (int) cast, as LightGBM reads a category: -0.5 is category 0.
+            rows = np.array(rows, dtype=np.float64)
+            rows[:, self.truncate] = np.trunc(rows[:, self.truncate])
         x = np.ascontiguousarray(rows, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != self.n_features:  # the kernel reads x unchecked
             raise ValueError(f"expected rows of {self.n_features} features, got {x.shape}")
         out = np.empty((len(x), self.columns), dtype=np.float64)
         if kernel.accumulate(x, self._inputs, self.children, self.feature, self.threshold,
                              self.missing_left, self.leaf, self.roots, self.tree_column,
-                             self.values, self.cat_node, self.left_bits,
+                             self.values, self.zero_missing, self.cat_node, self.left_bits,
                              self.cat_feature_row, self.known_bits, self.baseline,
                              out) == kernel.REFUSED:
             raise ValueError("Input X contains NaN, infinity or a value too large for "
