@@ -88,9 +88,18 @@ class LoadedModel:
         }
 
 
-from inferd.model.enforce import InputRules
-from inferd.model.inputs import OUTPUTS, ModelInput
-from inferd.model.trust import pickle_allowed, slot_source
+def model_input(rules: InputRules, inputs: ModelInput) -> Any:
+    """What the model takes for `inputs`: a float64 matrix, or (for a "frame" model,
+    importing pandas in this worker the first time) a DataFrame."""
+    if rules.input_kind == "frame":
+        from inferd.model.frame import to_frame
+
+        return to_frame(inputs, rules)
+    return rules.matrix(inputs)
+
+
+def load_slot(slot_dir: Path, manifest: dict[str, Any],
+              allow_pickle: bool | None) -> LoadedModel:
     """Verify a published slot's files against its manifest, then load its model:
     the compiled form when the slot has one, else the estimator. `allow_pickle` is
     INFERD_ALLOW_PICKLE, applied to the source the manifest names (inferd.model.trust)."""

@@ -16,7 +16,6 @@ import dataclasses
 import glob
 import logging
 import os
-import shutil
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any

@@ -84,7 +84,7 @@ class ModelHolder:
         self._failures = 0  # consecutive failed loads of `_failed_counter`
 
     @classmethod
-    def opening(cls, opener: StoreOpener, allow_pickle: bool = True,
+    def opening(cls, opener: StoreOpener, allow_pickle: bool | None = True,
                 on_loaded: Callable[[LoadedModel], None] | None = None,
                 on_opened: Callable[[SlotStore], None] | None = None) -> ModelHolder:
         """A holder for a worker whose store failed to open: `opener` retries."""

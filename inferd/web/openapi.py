@@ -12,8 +12,7 @@ from typing import Any
 
 from inferd import __version__
 from inferd.common.settings import Settings
-from inferd.web import scoring_openapi
-from inferd.web import openapi_v2
+from inferd.web import openapi_v2, scoring_openapi
 
 _ERROR_REF = {"$ref": "#/components/schemas/Error"}
 _CORRELATION = {"X-Correlation-ID": {"$ref": "#/components/headers/CorrelationId"}}
