@@ -5,10 +5,11 @@ checks the token (constant-time), runs the action on the worker's reload runner 
 child process, `inferd.reloading.child`), counts it in `inferd_reloads_total`
 and writes one audit line naming the caller. Failures become domain errors the web
 layer maps to statuses: `ForbiddenError`, `ServiceUnavailableError`,
-`NoPreviousSlotError` and `ReloadBusyError` (`AdminBusyError` included: this worker
-already holds its share of admin calls, `inferd.reloading.coalesce`) as they are,
-anything else as
-`ReloadFailedError` ("Reload failed: <why>"); the old model keeps serving in every case.
+`NoPreviousSlotError` and `ReloadBusyError` as they are (`AdminBusyError` among them:
+this worker already holds its share of admin calls, `inferd.reloading.coalesce`),
+anything else as `ReloadFailedError` ("Reload failed: <why>"); the old model keeps
+serving in every case. Racing calls share one reload per worker (the runner is wrapped
+in a `CoalescingRunner`).
 """
 
 from __future__ import annotations
