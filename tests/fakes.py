@@ -310,3 +310,22 @@ class Tripwire:
 
     def __reduce__(self) -> tuple[Any, tuple[str, str]]:
         return (open, (str(self.marker), "w"))
+
+
+class SlowToValidate(ConstantModel):
+    """A ConstantModel whose loading takes `seconds` in a reload child (which validates
+    it), and no time in a worker: a reload that takes long (a large download, a slow
+    registry), with predictions unaffected once it is published."""
+
+    def __init__(self, value: int, seconds: float) -> None:
+        super().__init__(value)
+        self.seconds = seconds
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        import sys
+        import time
+
+        self.__dict__.update(state)
+        main = getattr(sys.modules.get("__main__"), "__spec__", None)
+        if getattr(main, "name", None) == "inferd.reloading.child_main":
+            time.sleep(self.seconds)

@@ -14,6 +14,7 @@
     │   ├── UnsupportedMediaTypeError
     │   └── RequestTimeoutError  the client sent its body too slowly (INFERD_READ_TIMEOUT)
     ├── ReloadBusyError        another reload holds the lock for too long
+    │   └── AdminBusyError     this worker already spends its share of threads on admin calls
     ├── ReloadProcessError     the reload's child process overran its time or died
     ├── ReloadFailedError      an admin reload or rollback failed (wraps the cause)
     └── NoPreviousSlotError    rollback has nothing to go back to
@@ -71,6 +72,11 @@ class RequestTimeoutError(BadRequestError):
 
 class ReloadBusyError(InferdError):
     """Another reload kept the reload lock longer than this one was willing to wait."""
+
+
+class AdminBusyError(ReloadBusyError):
+    """This worker already holds as many admin calls as it may (inferd.reloading.coalesce):
+    the caller is told to come back rather than take a thread predictions need."""
 
 
 class ReloadProcessError(InferdError):

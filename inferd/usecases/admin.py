@@ -5,8 +5,11 @@ checks the token (constant-time), runs the action on the worker's reload runner 
 child process, `inferd.reloading.child`), counts it in `inferd_reloads_total`
 and writes one audit line naming the caller. Failures become domain errors the web
 layer maps to statuses: `ForbiddenError`, `ServiceUnavailableError`,
-`NoPreviousSlotError` and `ReloadBusyError` as they are, anything else as
-`ReloadFailedError` ("Reload failed: <why>"); the old model keeps serving in every case.
+`NoPreviousSlotError` and `ReloadBusyError` as they are (`AdminBusyError` among them:
+this worker already holds its share of admin calls, `inferd.reloading.coalesce`),
+anything else as `ReloadFailedError` ("Reload failed: <why>"); the old model keeps
+serving in every case. Racing calls share one reload per worker (the runner is wrapped
+in a `CoalescingRunner`).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from typing import Any
 
 from inferd.common import metrics
 from inferd.common.errors import (
+    AdminBusyError,
     ForbiddenError,
     InferdError,
     NoPreviousSlotError,
@@ -27,6 +31,7 @@ from inferd.common.errors import (
     ServiceUnavailableError,
 )
 from inferd.common.settings import Settings
+from inferd.reloading.coalesce import CoalescingRunner
 from inferd.reloading.reload import ReloadResult, ReloadRunner
 
 log = logging.getLogger("inferd.admin")
@@ -51,8 +56,10 @@ class Caller:
 
 class Admin:
     def __init__(self, runner: ReloadRunner | None, settings: Settings) -> None:
-        # None: the worker could not open the state directory.
-        self.runner = runner
+        # None: the worker could not open the state directory. Calls that race each
+        # other share one reload, on a bounded share of the threads (coalesce.py).
+        self.runner = (CoalescingRunner.for_threads(runner, settings.threads)
+                       if runner is not None else None)
         self.token = settings.admin_token
         self.requested_uri = settings.requested_model_uri
 
@@ -69,6 +76,13 @@ class Admin:
             raise ServiceUnavailableError
         try:
             result = action(self.runner)
+        except AdminBusyError:
+            # Not a failed reload: one is running, and this caller is told to come back.
+            metrics.RELOADS.labels(event, "busy").inc()
+            log.warning("Manual model %s refused: this worker is busy with admin calls",
+                        event, extra={"event": event, "result": "busy",
+                                      **caller.audit_fields()})
+            raise
         except _PASSED_THROUGH as exc:
             self._record_failure(event, caller, exc)
             raise

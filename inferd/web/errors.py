@@ -16,6 +16,7 @@ from typing import Any
 import falcon
 
 from inferd.common.errors import (
+    AdminBusyError,
     BadRequestError,
     ForbiddenError,
     InferdError,
@@ -41,6 +42,7 @@ STATUS: tuple[tuple[type[InferdError], str], ...] = (
     (NoModelError, falcon.HTTP_503),
     (ServiceUnavailableError, falcon.HTTP_503),
     (NoPreviousSlotError, falcon.HTTP_409),
+    (AdminBusyError, falcon.HTTP_409),
     (ReloadBusyError, falcon.HTTP_503),
     (ReloadFailedError, falcon.HTTP_500),
 )

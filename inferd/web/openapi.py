@@ -206,7 +206,9 @@ def _admin_operation(summary: str, operation_id: str,
         "security": [{"adminToken": []}],
         "responses": {
             "200": _json({"$ref": "#/components/schemas/ReloadResult"}, "done"),
-            "403": _error("missing or wrong admin token"),
+            "403": _error("missing or wrong admin token, or a cross-site browser request"),
+            "409": _error("Busy: this worker already handles its share of admin calls; "
+                          "retry once the running reload has answered"),
             "500": _error("Reload failed: <why>; the previous model keeps serving"),
             "503": _error("model manager unavailable, or another reload holds the lock"),
             **extra,
@@ -237,7 +239,8 @@ def _inferd(settings: Settings) -> dict[str, Any]:
                 "Fetch, validate and publish the source's current model", "reload", {})},
             "/admin/rollback": {"post": _admin_operation(
                 "Serve the previous slot's model again", "rollback",
-                {"409": _error("no earlier slot holds a different model")})},
+                {"409": _error("no earlier slot holds a different model; or Busy (as "
+                               "for a reload)")})},
             "/metrics": {"get": {
                 "summary": "Prometheus metrics, summed over all workers",
                 "operationId": "metrics",
