@@ -27,6 +27,7 @@ from inferd.common.settings import Settings, env_name
 from inferd.model.trust import pickle_allowed
 from inferd.reloading.sources.base import Resolved, Source
 from inferd.reloading.validate import validate_staged
+from inferd.store.download_cache import DownloadCache, entry_key
 from inferd.store.generation import GenerationCounter
 from inferd.store.slots import SlotStore
 
@@ -78,8 +79,11 @@ class Reloader:
         allow_pickle: bool | None = True,  # INFERD_ALLOW_PICKLE (inferd.model.trust)
         lock_timeout: float = 120.0,
         checkpoint: Callable[[str], None] = _no_checkpoint,
+        cache: DownloadCache | None = None,
     ) -> None:
+        """`cache`: the MLflow source's download cache, kept in step with the slots."""
         self.store = store
+        self.cache = cache
         self.counter = counter
         self.source_factory = source_factory
         self.allow_pickle = allow_pickle
@@ -104,6 +108,9 @@ class Reloader:
 
     def _reconcile_locked(self) -> list[str]:
         actions = self.store.reconcile(self.counter)
+        if self.cache is not None:
+            actions += [f"removed unfinished download {name}"
+                        for name in self.cache.clean_partials()]
         for action in actions:
             log.warning("Slot store repaired", extra={"event": "reconcile", "action": action})
         return actions
@@ -167,6 +174,21 @@ class Reloader:
         self.store.activate(generation, self.counter, self.checkpoint)
         for gone in self.store.prune():
             log.info("Old slot removed", extra={"event": "prune", "generation": gone})
+        if self.cache is not None:
+            for entry in self.cache.prune(self._cache_keys_in_use()):
+                log.info("Download no kept slot needs removed from the cache",
+                         extra={"event": "prune", "cache_entry": entry})
+
+    def _cache_keys_in_use(self) -> list[tuple[str, str]]:
+        keys = []
+        for generation in self.store.published():
+            try:
+                key = entry_key(self.store.read_manifest(generation).get("descriptor") or {})
+            except StoreError:
+                continue  # a damaged slot: its download is fetched again if ever needed
+            if key is not None:
+                keys.append(key)
+        return keys
 
     def rollback(self) -> ReloadResult:
         """Serve the previous slot's model again, without contacting the source.
@@ -210,6 +232,8 @@ def open_reloader(settings: Settings, **kwargs: Any) -> Reloader:
     fault_file = settings.test_fault_injection_file
     if fault_file is not None and "checkpoint" not in kwargs:
         kwargs["checkpoint"] = fault_injection(fault_file)
+    if settings.model_source == "mlflow" and "cache" not in kwargs:
+        kwargs["cache"] = DownloadCache(settings.cache_dir)
     return Reloader(
         store,
         counter,

@@ -8,7 +8,7 @@
     <state>/refresh.lock          held by the auto-refresh leader (inferd.reloading.refresh)
     <state>/refresh.json          the version the poller last saw in the source
     <state>/metrics/              prometheus multiprocess files (unless PROMETHEUS_MULTIPROC_DIR)
-    <state>/cache/                MLflow download cache (unless MODEL_CACHE_DIR)
+    <state>/cache/                MLflow download cache (unless MODEL_CACHE_DIR), see download_cache
 
 The defaults that are settings (the cache, the embedded registry's `mlflow.db` and
 `mlartifacts/`) are spelled by `inferd.common.settings`, which this layer sits above.

@@ -24,7 +24,7 @@ import os
 import shutil
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,17 @@ def _fsync_dir(path: Path) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def fsync_tree(root: Path, files: Iterable[str]) -> None:
+    """fsync `files` (relative to `root`), then their directories and `root`, so that
+    what is renamed or marked complete next is on disk first."""
+    names = list(files)
+    for name in names:
+        with open(root / name, "rb") as fh:
+            os.fsync(fh.fileno())
+    for directory in {root, *((root / name).parent for name in names)}:
+        _fsync_dir(directory)
 
 
 def file_sha256(path: Path) -> str:
@@ -204,11 +215,7 @@ class SlotStore:
                 fh.write(json.dumps(full, indent=2, sort_keys=True).encode())
                 fh.flush()
                 os.fsync(fh.fileno())
-            for name in files:
-                with open(staging / name, "rb") as fh:
-                    os.fsync(fh.fileno())
-            for directory in {staging, *((staging / name).parent for name in files)}:
-                _fsync_dir(directory)
+            fsync_tree(staging, files)
             target = self.layout.slot(generation)
             # rename(2) of a directory is atomic: `slots/<g>` either does not exist or is
             # complete, so no reader can see a half-written slot.

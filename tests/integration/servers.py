@@ -276,11 +276,13 @@ class InferdServer:
 
 def start_inferd(base: Path, env: dict[str, str], *, workers: int = 2,
                  config: str = "python:inferd.gunicorn_conf",
-                 admin_token: str | None = None, expect_model: bool = True) -> InferdServer:
-    """Start gunicorn serving inferd, its state dir under `base`; return once /health/
-    answers ready and every worker has loaded the current slot (or, with
-    expect_model=False, once every worker runs and /health/ answers 503 not ready)."""
-    port = free_port()
+                 admin_token: str | None = None, expect_model: bool = True,
+                 port: int | None = None) -> InferdServer:
+    """Start gunicorn serving inferd, its state dir under `base`, on `port` (default: a
+    free one); return once /health/ answers ready and every worker has loaded the
+    current slot (or, with expect_model=False, once every worker runs and /health/
+    answers 503 not ready)."""
+    port = port or free_port()
     state = Path(env.get("INFERD_STATE_DIR", base / "state"))
     full_env = clean_env(**{"INFERD_STATE_DIR": str(state), "INFERD_BIND": f"127.0.0.1:{port}",
                             "INFERD_WORKERS": str(workers), **env})

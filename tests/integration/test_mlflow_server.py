@@ -7,6 +7,7 @@ imported once). The gunicorn server here starts the way the systemd unit does,
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -124,3 +125,37 @@ def test_alias_and_pinned_version_resolve_against_the_server(
         mlflow_model_version="2", mlflow_model_alias="champion"))  # version wins over alias
     result = pinned.run()
     assert (result.status, result.version) == ("reloaded", "2")
+
+
+def test_the_download_cache_follows_the_slots_and_survives_torn_entries(
+        mlflow_server: MlflowServer, first_version: str, tmp_path: Path) -> None:
+    """In this process, against the real server: a cache entry torn by a power cut
+    (MLmodel there, the rest not) is downloaded again instead of failing every reload
+    of that version; a killed download's directory is cleaned up by the next reload;
+    and the cache keeps only what the kept slots were made from."""
+    from inferd.reloading.reload import open_reloader
+
+    name = "iris-cached"
+    registry = client(mlflow_server)
+    registry.create_registered_model(name)
+    for _ in range(4):
+        registry.create_model_version(name, f"models:/{MODEL}/{first_version}")
+    run = (registry.get_model_version(name, "1").run_id or "norun")[:12]
+    settings = registry_settings(mlflow_server, tmp_path / "state", mlflow_model_name=name,
+                                 mlflow_model_alias="live", slot_retention=2)
+    cache = settings.cache_dir
+    torn = cache / name / f"1-{run}"
+    torn.mkdir(parents=True)
+    (torn / "MLmodel").write_text("flavors: {}\n")  # the rest never reached the disk
+    (cache / ".partial-killed").mkdir()
+
+    reloader = open_reloader(settings)
+    for version in ("1", "2", "3", "4"):
+        registry.set_registered_model_alias(name, "live", version)
+        result = reloader.run()
+        assert (result.status, result.version) == ("reloaded", version)
+        assert not list(cache.glob(".partial-*"))
+
+    assert sorted(os.listdir(cache / name)) == [f"3-{run}", f"4-{run}"], "pruned with the slots"
+    assert len(reloader.store.published()) == 2
+    assert reloader.rollback().version == "3", "the previous slot still works"

@@ -5,8 +5,9 @@
 /health/ use: over REST for an http(s) tracking server, through MlflowClient
 otherwise); `fetch` then downloads that version only (never "whatever the alias
 says now"), so an alias moved mid-reload cannot mix two versions. Downloads go
-through a cache under MODEL_CACHE_DIR keyed by name, version and run id, filled
-atomically.
+through a cache under MODEL_CACHE_DIR keyed by name, version and run id
+(`inferd.store.download_cache`: an entry counts only once its checksums are on disk;
+pruned with the slots).
 
 mlflow is imported lazily: only the process doing a reload pays for it. Its HTTP
 calls are bounded by MLFLOW_HTTP_REQUEST_* (declared in inferd.common.settings with
@@ -17,9 +18,7 @@ backoff, would hold a reload for many minutes against a dead server).
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
-import uuid
 from pathlib import Path
 
 from inferd.common.errors import SourceError
@@ -30,6 +29,7 @@ from inferd.reloading.registry.base import NoVersionInStage
 from inferd.reloading.registry.client import mlflow_client
 from inferd.reloading.registry.resolver import open_registry, resolve
 from inferd.reloading.sources.base import Resolved
+from inferd.store.download_cache import MARKER, DownloadCache, entry_key
 
 
 class MlflowSource:
@@ -94,39 +94,33 @@ class MlflowSource:
     def fetch(self, resolved: Resolved, dest: Path) -> None:
         cached = self._cached(resolved)
         try:
-            shutil.copytree(cached, dest / "model")
+            shutil.copytree(cached, dest / "model", ignore=shutil.ignore_patterns(MARKER))
         except OSError as exc:
             raise SourceError(f"cannot copy {cached} into the slot: {exc}") from exc
 
     def _cached(self, resolved: Resolved) -> Path:
-        d = resolved.descriptor
-        entry = self.cache_dir / self.name / f"{d['version']}-{(d['run_id'] or 'norun')[:12]}"
-        if (entry / "MLmodel").is_file():
-            return entry
-        partial = self.cache_dir / f".partial-{uuid.uuid4().hex}"
+        key = entry_key(resolved.descriptor)
+        assert key is not None  # an mlflow descriptor
         try:
-            partial.mkdir(parents=True)
-            from mlflow.artifacts import download_artifacts
-
-            location = mlflow_client(self.settings).get_model_version_download_uri(
-                self.name, d["version"]
-            )
-            download_artifacts(
-                artifact_uri=location, dst_path=str(partial), tracking_uri=self.tracking_uri
-            )
-            model_dir = _find_model_dir(partial)
-            entry.parent.mkdir(parents=True, exist_ok=True)
-            shutil.rmtree(entry, ignore_errors=True)
-            os.rename(model_dir, entry)
+            return DownloadCache(self.cache_dir).get(
+                key, lambda partial: self._download(resolved, partial))
         except SourceError:
             raise
         except Exception as exc:
             raise SourceError(
                 f"could not download {resolved.uri} from {self.shown_uri}: {self._short(exc)}"
             ) from exc
-        finally:
-            shutil.rmtree(partial, ignore_errors=True)
-        return entry
+
+    def _download(self, resolved: Resolved, partial: Path) -> Path:
+        from mlflow.artifacts import download_artifacts
+
+        location = mlflow_client(self.settings).get_model_version_download_uri(
+            self.name, resolved.descriptor["version"]
+        )
+        download_artifacts(
+            artifact_uri=location, dst_path=str(partial), tracking_uri=self.tracking_uri
+        )
+        return _find_model_dir(partial)
 
 
 def _find_model_dir(root: Path) -> Path:
