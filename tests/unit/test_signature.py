@@ -199,3 +199,22 @@ def test_a_model_logged_with_predict_proba_answers_probabilities_by_default(
     assert client.simulate_get("/health/").json["model"]["form"] == "compiled"
     labels = client.simulate_post("/predict/", json={"features": x.tolist(), "output": "predict"})
     assert labels.json["predictions"] == [0, 0, 0]
+
+
+def test_a_plain_file_selecting_columns_by_name_is_a_frame_model(tmp_path: Path) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tests.fakes import write_model
+
+    x, y = iris_frame()
+    by_name = ColumnTransformer([("petals", StandardScaler(), list(x.columns[2:]))])
+    pipeline = make_pipeline(by_name, LogisticRegression(max_iter=500)).fit(x, y)
+    write_model(tmp_path / "model" / "model.joblib", pipeline)
+    facts = validate_staged(tmp_path / "model", True, tmp_path)
+    assert (facts["signature"], facts["input_kind"]) == (None, "frame")
+    assert facts["feature_names"] == list(x.columns)
+    model = load_slot(tmp_path, {**facts, "generation": 1, "files": {}}, True)
+    rows = x.values[:3]
+    assert model.predict(rows) == pipeline.predict(x.head(3)).tolist()
