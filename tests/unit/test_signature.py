@@ -13,12 +13,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from inferd.common.errors import BadRequestError, ModelLoadError
 from inferd.common.settings import Settings
@@ -27,28 +24,12 @@ from inferd.model.loaded import load_slot
 from inferd.model.signature import parse_signature
 from inferd.reloading.reload import open_reloader
 from inferd.reloading.validate import validate_staged
-from tests.fakes import save_mlflow_model
+from tests.fakes import colour_pipeline, save_mlflow_model
 
 
 def iris_frame() -> tuple[pd.DataFrame, Any]:
     x, y = load_iris(return_X_y=True, as_frame=True)
     return x, y
-
-
-def colour_frame(rows: int = 60) -> tuple[pd.DataFrame, Any]:
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"colour": rng.choice(["red", "green", "blue"], rows),
-                          "size": rng.normal(size=rows) * 10,
-                          "count": rng.integers(0, 5, rows)})
-    target = ((frame["colour"] == "red") | (frame["size"] > 5)).astype(int)
-    return frame, target
-
-
-def colour_pipeline() -> tuple[Any, pd.DataFrame]:
-    frame, target = colour_frame()
-    encode = ColumnTransformer([("colour", OneHotEncoder(handle_unknown="ignore"), ["colour"]),
-                                ("numbers", StandardScaler(), ["size", "count"])])
-    return make_pipeline(encode, LogisticRegression()).fit(frame, target), frame
 
 
 @pytest.fixture(scope="module")
@@ -218,3 +199,22 @@ def test_a_model_logged_with_predict_proba_answers_probabilities_by_default(
     assert client.simulate_get("/health/").json["model"]["form"] == "compiled"
     labels = client.simulate_post("/predict/", json={"features": x.tolist(), "output": "predict"})
     assert labels.json["predictions"] == [0, 0, 0]
+
+
+def test_a_plain_file_selecting_columns_by_name_is_a_frame_model(tmp_path: Path) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tests.fakes import write_model
+
+    x, y = iris_frame()
+    by_name = ColumnTransformer([("petals", StandardScaler(), list(x.columns[2:]))])
+    pipeline = make_pipeline(by_name, LogisticRegression(max_iter=500)).fit(x, y)
+    write_model(tmp_path / "model" / "model.joblib", pipeline)
+    facts = validate_staged(tmp_path / "model", True, tmp_path)
+    assert (facts["signature"], facts["input_kind"]) == (None, "frame")
+    assert facts["feature_names"] == list(x.columns)
+    model = load_slot(tmp_path, {**facts, "generation": 1, "files": {}}, True)
+    rows = x.values[:3]
+    assert model.predict(rows) == pipeline.predict(x.head(3)).tolist()
