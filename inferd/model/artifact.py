@@ -102,8 +102,8 @@ def locate_artifact(model_dir: Path) -> Artifact:
         if not flavor:
             from inferd.model import flavors
 
-            return flavors.locate(model_dir, conf.get("flavors") or {},
-                                  _input_example(model_dir))
+            path, fmt = flavors.locate(model_dir, conf.get("flavors") or {})
+            return Artifact(path, fmt, _input_example(model_dir))
         fmt = flavor.get("serialization_format", "cloudpickle")
         path = model_dir / flavor.get("pickled_model", "model.pkl")
         return Artifact(path, fmt, _input_example(model_dir))
@@ -179,7 +179,7 @@ def _deserialize(artifact: Artifact, to_compile: bool) -> Any:
     from inferd.model import flavors
 
     if artifact.format in flavors.FORMATS:  # xgboost, lightgbm, MLflow pyfunc
-        return flavors.load(artifact)
+        return flavors.load(artifact.path, artifact.format)
     if artifact.format == "skops":
         import skops.io
 
