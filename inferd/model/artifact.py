@@ -59,8 +59,9 @@ SKOPS_TRUSTED_TYPES = frozenset({
 # in its preprocessor (`BaseHistGradientBoosting._preprocess_X`). Its compiled form
 # needs neither; a worker never loads such a file, and if it does not compile, the
 # reload fails naming them (inferd.reloading.validate).
-# The same for LGBMClassifier / LGBMRegressor, which MLflow's lightgbm flavor saves with
-# skops: the booster's state is LightGBM's own text model, parsed by lightgbm.
+# The same for XGBoost's and LightGBM's estimators saved with skops (MLflow's lightgbm
+# flavor does, and the sklearn flavor for XGB*/LGBM*): a booster's state is the
+# library's own model format (XGBoost's raw bytes, LightGBM's text), parsed by it.
 COMPILE_ONLY_TRUSTED_TYPES = frozenset({
     "functools.partial",
     "sklearn.utils.validation.check_array",
@@ -68,6 +69,9 @@ COMPILE_ONLY_TRUSTED_TYPES = frozenset({
     "lightgbm.basic.Booster",
     "lightgbm.sklearn.LGBMClassifier",
     "lightgbm.sklearn.LGBMRegressor",
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBClassifier",
+    "xgboost.sklearn.XGBRegressor",
 })
 # "pyfunc": MLflow's pyfunc loader unpickles the model, or runs code it names.
 PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle", "pyfunc"}

@@ -40,20 +40,32 @@ def _save(kind: str, path: Path) -> Any:
     elif kind == "lightgbm":
         model = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1).fit(x, y)
         mlflow.lightgbm.save_model(model, str(path), pip_requirements=["lightgbm"])
-    else:
+    elif kind == "lightgbm-booster":
         model = lightgbm.LGBMClassifier(n_estimators=5, verbose=-1).fit(x, y).booster_
         mlflow.lightgbm.save_model(model, str(path), pip_requirements=["lightgbm"])
+    else:  # an XGBRegressor behind a scaler, in the sklearn flavor, with skops
+        import mlflow.sklearn
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        model = make_pipeline(StandardScaler(), xgboost.XGBRegressor(n_estimators=5)).fit(x, y)
+        mlflow.sklearn.save_model(model, str(path), pip_requirements=["xgboost"],
+                                  serialization_format="skops",
+                                  skops_trusted_types=["xgboost.core.Booster",
+                                                       "xgboost.sklearn.XGBRegressor"])
     return model
 
 
 @pytest.mark.parametrize("kind, estimator", [
     ("xgboost", "XGBClassifier"), ("xgboost-booster", "XGBoostBooster"),
     ("lightgbm", "LGBMClassifier"), ("lightgbm-booster", "LightGBMBooster"),
+    ("sklearn-pipeline", "Pipeline"),
 ])
 def test_library_flavors_compile(tmp_path: Path, kind: str, estimator: str) -> None:
     _save(kind, tmp_path / "model")
     facts = validate_staged(tmp_path / "model", allow_pickle=False, compile_into=tmp_path)
-    # LGBMClassifier is saved with skops: trusted only to compile, so compiled it is.
+    # LGBMClassifier and the pipeline are saved with skops: their library types are
+    # trusted only to compile, so compiled they are.
     assert (facts["form"], facts["estimator"], facts["n_features"]) == ("compiled", estimator, 4)
 
 
