@@ -124,11 +124,14 @@ def test_xgboost_transforms_match_far_out_margins(tmp_path: Path, objective: str
     _check(tmp_path, model, x, np.vstack([x, x * 1e3, -x * 1e3]))
 
 
-def test_dart_and_poisson_are_served_by_the_library(tmp_path: Path) -> None:
+def test_dart_custom_missing_and_poisson_are_served_by_the_library(tmp_path: Path) -> None:
     x, y = _data(1, 100, 3, 2)
     dart = xgboost.XGBClassifier(n_estimators=3, booster="dart").fit(x, y)
     facts = compile_into(tmp_path, dart, x[:2])
     assert facts["form"] == "fallback" and "dart" in facts["fallback_reason"]
+    zero_missing = xgboost.XGBClassifier(n_estimators=3, missing=0.0).fit(x, y)
+    facts = compile_into(tmp_path, zero_missing, x[:2])
+    assert facts["form"] == "fallback" and "missing=0.0" in facts["fallback_reason"]
     poisson = lightgbm.LGBMRegressor(n_estimators=3, objective="poisson", verbose=-1)
     facts = compile_into(tmp_path, poisson.fit(x, y + 1.0), x[:2])
     assert facts["form"] == "fallback" and "poisson" in facts["fallback_reason"]
