@@ -72,7 +72,7 @@ def _reload_everywhere(server: InferdServer, pids: set[int]) -> None:
     generation = server.current_generation()
     wait_for(lambda: all(generation in server.loaded_generations().get(pid, ())
                          for pid in pids),
-             60, "every worker to load the new slot", server.process)
+             120, "every worker to load the new slot", server.process)
 
 
 def _heavy_imports(server: InferdServer, probes: Path, pids: set[int], rows: list[list[float]],
@@ -87,7 +87,7 @@ def _heavy_imports(server: InferdServer, probes: Path, pids: set[int], rows: lis
         assert resp.json()["predictions"] == expected
         return all((probes / f"modules-{pid}.json").exists() for pid in pids)
 
-    wait_for(every_worker_answered, 60, "a prediction from every worker", server.process,
+    wait_for(every_worker_answered, 120, "a prediction from every worker", server.process,
              interval=0.0)
     heavy = {}
     for pid in pids:
