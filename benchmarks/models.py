@@ -6,6 +6,10 @@
     <cache>/<sklearn version>/bc-rf300.joblib      300-tree forest, breast-cancer data
     <cache>/<sklearn version>/bc-hgb300/           MLflow model dir: HistGradientBoosting-
                                                    Classifier, 300 iterations, breast cancer
+    <cache>/<sklearn version>/bc-xgb300-<ver>/     MLflow xgboost flavor: XGBClassifier,
+                                                   300 trees of depth 6, breast cancer
+    <cache>/<sklearn version>/bc-lgb300-<ver>/     MLflow lightgbm flavor: LGBMClassifier,
+                                                   300 trees of 31 leaves, breast cancer
 
 The large forest is extra trees on pure-noise labels: every tree grows to one leaf per
 sample, so it is large after seconds of training (a random forest of the same size
@@ -30,6 +34,8 @@ class Models:
     large_dir: Path
     bc_rf300: Path
     bc_hgb_dir: Path
+    bc_xgb_dir: Path
+    bc_lgb_dir: Path
 
     @property
     def large_pickle_mb(self) -> float:
@@ -48,6 +54,41 @@ def _save_mlflow(model: Any, path: Path, example: Any) -> None:
     tmp.rename(path)
 
 
+def _libraries() -> tuple[str, str]:
+    """xgboost's and lightgbm's versions; exits saying how to install them if missing."""
+    try:
+        import lightgbm
+        import xgboost
+    except ImportError as exc:
+        raise SystemExit(f"the suite needs {exc.name}: pip install -e '.[xgboost,lightgbm]'"
+                         ) from exc
+    return xgboost.__version__, lightgbm.__version__
+
+
+def _save_boosters(models: Models, xb: Any, yb: Any) -> None:
+    """The two library models, logged with their own MLflow flavors (the xgboost
+    flavor saves the booster itself; the lightgbm flavor saves an LGBMClassifier with
+    skops, MLflow 3's default)."""
+    import lightgbm
+    import mlflow.lightgbm
+    import mlflow.xgboost
+    import xgboost
+
+    for path, flavor, make, requirement in (
+            (models.bc_xgb_dir, mlflow.xgboost, lambda: xgboost.XGBClassifier(
+                n_estimators=300, max_depth=6, random_state=0), "xgboost"),
+            (models.bc_lgb_dir, mlflow.lightgbm, lambda: lightgbm.LGBMClassifier(
+                n_estimators=300, num_leaves=31, random_state=0, verbose=-1), "lightgbm")):
+        if path.exists():
+            continue
+        print(f"training {path.name} (once) ...", flush=True)
+        tmp = path.with_name(path.name + ".tmp")
+        shutil.rmtree(tmp, ignore_errors=True)
+        flavor.save_model(make().fit(xb, yb), str(tmp), input_example=xb[:2],
+                          pip_requirements=[requirement])
+        tmp.rename(path)
+
+
 def prepare(cache: Path) -> Models:
     import joblib
     import numpy as np
@@ -61,9 +102,11 @@ def prepare(cache: Path) -> Models:
 
     root = cache / f"sklearn-{sklearn.__version__}"
     root.mkdir(parents=True, exist_ok=True)
+    xgb_version, lgb_version = _libraries()
     models = Models(root / "iris-rf100", root / "iris-a.joblib", root / "iris-b.joblib",
                     root / f"large-et{LARGE_TREES}x{LARGE_ROWS}", root / "bc-rf300.joblib",
-                    root / "bc-hgb300")
+                    root / "bc-hgb300", root / f"bc-xgb300-{xgb_version}",
+                    root / f"bc-lgb300-{lgb_version}")
     x, y = load_iris(return_X_y=True)
     if not models.iris_dir.exists():
         print("training the iris forest (once) ...", flush=True)
@@ -87,6 +130,7 @@ def prepare(cache: Path) -> Models:
         hgb = HistGradientBoostingClassifier(max_iter=300, early_stopping=False,
                                              random_state=0).fit(xb, yb)
         _save_mlflow(hgb, models.bc_hgb_dir, xb[:2])
+    _save_boosters(models, xb, yb)
     return models
 
 

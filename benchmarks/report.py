@@ -120,6 +120,7 @@ def ratios(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
                                                 "baseline"),
         "kernel_bc_hgb300_10k_rows_vs_sklearn": (kernel("breast_cancer_hgb300"), "higher",
                                                  1.0, "baseline"),
+        **_booster_ratios(r, rps, cpu_vs, big),
         "large_pss_2w_vs_mlflow": (_div(pss("large", "inferd"), pss("large", "mlflow")),
                                    "lower", None, "baseline"),
         "reload_failed_requests": (
@@ -133,6 +134,30 @@ def ratios(r: dict[str, Any]) -> dict[str, dict[str, Any]]:
     return {name: {"value": round(float(value), 4), "better": better, "target": target,
                    "gate": gate}
             for name, (value, better, target, gate) in table.items() if value is not None}
+
+
+def _booster_ratios(r: dict[str, Any], rps: Any, cpu_vs: Any,
+                    big: Any) -> dict[str, tuple[Any, str, float | None, str | None]]:
+    """XGBoost and LightGBM on the breast-cancer data, each served from its own MLflow
+    flavor: the issue's targets (40x `mlflow models serve`, server CPU at most 1.5x the
+    floor's, 4 workers at most 1.3x one worker's PSS, 10 000 rows no slower than the
+    library's single-thread predict)."""
+    table: dict[str, tuple[Any, str, float | None, str | None]] = {}
+    for model, batch in (("xgb", "bc_xgb300"), ("lgb", "bc_lgb300")):
+        mem = r.get(f"memory_{model}_inferd_pss_mb", {})
+        table.update({
+            f"{model}_1row_rps_vs_mlflow": (_div(rps(model, "inferd", 1),
+                                                 rps(model, "mlflow", 1)), "higher", 40.0,
+                                            None),
+            f"{model}_1row_cpu_efficiency_vs_floor": (cpu_vs(model, "floor", 1), "higher",
+                                                      round(1 / 1.5, 4), "baseline"),
+            f"{model}_1row_cpu_efficiency_vs_mlflow": (cpu_vs(model, "mlflow", 1), "higher",
+                                                       None, "baseline"),
+            f"{model}_pss_4w_vs_1w": (_div(mem.get("4"), mem.get("1")), "lower", 1.3,
+                                      "baseline"),
+            f"{batch}_10k_rows_request_vs_library": (big(batch), "higher", 1.0, "baseline"),
+        })
+    return table
 
 
 def _met(entry: dict[str, Any]) -> str:
@@ -183,17 +208,19 @@ def markdown(doc: dict[str, Any]) -> str:
 def _extra_lines(results: dict[str, Any]) -> list[str]:
     """Memory by workers, big batches and the in-process kernel figures."""
     lines: list[str] = []
-    for name in ("large", "hgb"):
+    for name in ("large", "hgb", "xgb", "lgb"):
         mem = results.get(f"memory_{name}_inferd_pss_mb", {})
         if mem:
             lines += ["", f"inferd on the {name} model, summed PSS by workers: "
                       + ", ".join(f"{w}: {v:.0f} MB" for w, v in mem.items())]
-    for name in ("iris", "bc_rf300"):
+    for name in ("iris", "bc_rf300", "bc_xgb300", "bc_lgb300"):
         big = results.get(f"big_batch_{name}")
+        theirs = ("scikit-learn's predict_proba" if name in ("iris", "bc_rf300")
+                  else "the library's predict, one thread,")
         if big:
             lines += ["", f"{name}, {big['rows']} rows in one request ({big['body_mb']:.1f} MB "
-                      f"of JSON): inferd {big['inferd_request_ms']:.1f} ms, scikit-learn's "
-                      f"predict_proba in-process {big['sklearn_in_process_ms']:.1f} ms"]
+                      f"of JSON): inferd {big['inferd_request_ms']:.1f} ms, {theirs} "
+                      f"in-process {big['sklearn_in_process_ms']:.1f} ms"]
     kernel = results.get("kernel_in_process")
     if kernel:
         lines += ["", "| kernel in-process | inferd ms | scikit-learn ms | faster by |",

@@ -9,15 +9,22 @@ model with the same worker count, and to the floor):
 - throughput: single row and 100 rows on the iris forest (100 trees), 2 workers;
 - large forest: single row on extra trees of >= 100 MB pickled, 2 workers;
 - gradient boosting: single row on a HistGradientBoostingClassifier (300 iterations,
-  breast-cancer data, an MLflow model), 2 workers;
+  breast-cancer data, an MLflow model), 2 workers; the same on XGBoost (300 trees of
+  depth 6) and LightGBM (300 trees of 31 leaves), each an MLflow model of its own
+  flavor (`xgb`, `lgb`), with summed PSS by workers;
 - big batches: 10 000 rows in one request on the iris forest and a 300-tree forest
   (breast cancer), against scikit-learn's own single-thread predict_proba in-process on
-  the same rows; and the kernel against scikit-learn in-process (`benchmarks.kernel`);
+  the same rows; on the XGBoost and LightGBM models against the library's own
+  single-thread predict; and the kernel against scikit-learn in-process
+  (`benchmarks.kernel`);
 - memory: summed PSS (smaps_rollup) of each server's process tree, iris with 2
   workers, and inferd on the large forest and on the boosted model with 1, 2 and 4
   workers;
 - reload: a reload every second under single-row load: failed requests, p99 against
   the steady p99, and how long after each 200 answer the last worker loaded the slot.
+
+`--only xgb,lgb` runs some scenarios only (iris, large, hgb, xgb, lgb, big, reload);
+with `--write-baseline` their ratios are merged into the baseline, the others kept.
 
 Writes `<out>/report.json` and `<out>/report.md`. `--check` compares the ratios with
 `benchmarks/baseline.json` and exits 1 on a regression beyond `--tolerance`. The load
@@ -140,7 +147,8 @@ class Suite:
                 figures[str(workers)] = tools.pss_mb(server.pid)
         self.results[f"memory_{name}_inferd_pss_mb"] = figures
 
-    def big_batches(self, rows: int = 10_000, repeat: int = 5) -> None:
+    def big_batches(self, rows: int = 10_000, repeat: int = 5,
+                    names: tuple[str, ...] = ("iris", "bc_rf300")) -> None:
         import joblib
         import mlflow.sklearn
         import numpy as np
@@ -149,27 +157,40 @@ class Suite:
 
         from benchmarks import kernel
 
-        print("[big batches] the kernel against scikit-learn in-process ...", flush=True)
-        self.results["kernel_in_process"] = kernel.figures()
+        if "iris" in names:
+            print("[big batches] the kernel against scikit-learn in-process ...", flush=True)
+            self.results["kernel_in_process"] = kernel.figures()
         rng = np.random.default_rng(0)
+        bc = load_breast_cancer().data
         cases = {"iris": (self.models.iris_dir, load_iris().data,
-                          lambda: mlflow.sklearn.load_model(str(self.models.iris_dir))),
-                 "bc_rf300": (self.models.bc_rf300, load_breast_cancer().data,
-                              lambda: joblib.load(self.models.bc_rf300))}
-        for name, (path, data, load) in cases.items():
+                          lambda: mlflow.sklearn.load_model(str(self.models.iris_dir)),
+                          lambda e, x: e.predict_proba(x)),
+                 "bc_rf300": (self.models.bc_rf300, bc,
+                              lambda: joblib.load(self.models.bc_rf300),
+                              lambda e, x: e.predict_proba(x)),
+                 # The libraries' own predict, one thread (inferd's /predict/ answers
+                 # predict's labels too).
+                 "bc_xgb300": (self.models.bc_xgb_dir, bc,
+                               lambda: _load_xgboost(self.models.bc_xgb_dir),
+                               lambda e, x: e.predict(x)),
+                 "bc_lgb300": (self.models.bc_lgb_dir, bc,
+                               lambda: _load_lightgbm(self.models.bc_lgb_dir),
+                               lambda e, x: e.predict(x, num_threads=1))}
+        for name in names:
+            path, data, load, theirs_fn = cases[name]
             print(f"[big batches] {name}, {rows} rows in one request ...", flush=True)
             x = data[rng.integers(0, len(data), rows)] * rng.uniform(0.95, 1.05,
                                                                      (rows, data.shape[1]))
             estimator = load()
             with threadpool_limits(1):
-                theirs = tools.best_of(lambda: estimator.predict_proba(x), repeat)  # noqa: B023
+                theirs = tools.best_of(lambda: theirs_fn(estimator, x), repeat)  # noqa: B023
             body = orjson.dumps({"features": x.tolist()})
             with running(start_inferd(path, self.inferd_state(f"big-{name}"), 2,
                                       self.log(f"inferd-big-{name}"), self.args.worker_class,
                                       INFERD_MAX_BODY_BYTES=str(2 * len(body)))) as server:
                 answer = requests.post(server.predict_url, data=body, timeout=120).json()
                 if answer["predictions"] != estimator.predict(x).tolist():
-                    raise RuntimeError(f"inferd's answer on {name} differs from scikit-learn's")
+                    raise RuntimeError(f"inferd's answer on {name} differs from the model's")
                 ours = tools.best_of(lambda: requests.post(  # noqa: B023
                     server.predict_url, data=body, timeout=120), repeat)  # noqa: B023
             self.results[f"big_batch_{name}"] = {"rows": rows, "body_mb": len(body) / 2**20,
@@ -214,6 +235,9 @@ class Suite:
         self.results["reload"] = {"steady": steady, "under_reload": under_reload}
 
     def run(self) -> dict[str, Any]:
+        only = set(self.args.only.split(",")) if self.args.only else None
+        if only is not None:
+            return self.run_only(only)
         self.throughput("iris", self.models.iris_dir, 4, [1, 100], IRIS_ROW)
         if self.args.quick:
             print("[large] --quick: inferd only, no mlflow or floor run", flush=True)
@@ -228,9 +252,49 @@ class Suite:
         self.memory_by_workers("large", self.models.large_dir, 20)
         self.throughput("hgb", self.models.bc_hgb_dir, 30, [1], BREAST_CANCER_ROW)
         self.memory_by_workers("hgb", self.models.bc_hgb_dir, 30)
-        self.big_batches()
+        self.boosters(("xgb", "lgb"))
+        self.big_batches(names=("iris", "bc_rf300", "bc_xgb300", "bc_lgb300"))
         self.reload_under_load()
         return self.results
+
+    def boosters(self, names: tuple[str, ...]) -> None:
+        dirs = {"xgb": self.models.bc_xgb_dir, "lgb": self.models.bc_lgb_dir}
+        for name in names:
+            self.throughput(name, dirs[name], 30, [1], BREAST_CANCER_ROW)
+            self.memory_by_workers(name, dirs[name], 30)
+
+    def run_only(self, only: set[str]) -> dict[str, Any]:
+        """Some scenarios of `run`, in its order."""
+        if "iris" in only:
+            self.throughput("iris", self.models.iris_dir, 4, [1, 100], IRIS_ROW)
+        if "large" in only:
+            self.throughput("large", self.models.large_dir, 20, [1])
+            self.memory_by_workers("large", self.models.large_dir, 20)
+        if "hgb" in only:
+            self.throughput("hgb", self.models.bc_hgb_dir, 30, [1], BREAST_CANCER_ROW)
+            self.memory_by_workers("hgb", self.models.bc_hgb_dir, 30)
+        self.boosters(tuple(n for n in ("xgb", "lgb") if n in only))
+        big = tuple(n for n, key in (("iris", "big"), ("bc_rf300", "big"),
+                                     ("bc_xgb300", "xgb"), ("bc_lgb300", "lgb")) if key in only)
+        if big:
+            self.big_batches(names=big)
+        if "reload" in only:
+            self.reload_under_load()
+        return self.results
+
+
+def _load_xgboost(model_dir: Path) -> Any:
+    import mlflow.xgboost
+
+    model = mlflow.xgboost.load_model(str(model_dir))
+    model.set_params(n_jobs=1)
+    return model
+
+
+def _load_lightgbm(model_dir: Path) -> Any:
+    import mlflow.lightgbm
+
+    return mlflow.lightgbm.load_model(str(model_dir))
 
 
 def machine() -> dict[str, Any]:
@@ -241,6 +305,18 @@ def machine() -> dict[str, Any]:
         "platform": platform.platform(),
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
     }
+
+
+def write_baseline(doc: dict[str, Any], merge: bool) -> None:
+    """This run's ratios as the baseline; with `merge` (an --only run), added to the
+    committed ones, with the machine of the run they came from under `merged`."""
+    baseline: dict[str, Any] = {"machine": doc["machine"], "ratios": doc["ratios"]}
+    if merge:
+        baseline = json.loads(BASELINE.read_text())
+        baseline["ratios"].update(doc["ratios"])
+        baseline.setdefault("merged", []).append(
+            {"machine": doc["machine"], "ratios": sorted(doc["ratios"])})
+    BASELINE.write_text(json.dumps(baseline, indent=2))
 
 
 def main() -> int:
@@ -259,6 +335,9 @@ def main() -> int:
     parser.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"))
     parser.add_argument("--write-baseline", action="store_true",
                         help=f"also write the ratios to {BASELINE.name}")
+    parser.add_argument("--only", default="",
+                        help="comma-separated scenarios: iris, large, hgb, xgb, lgb, big, "
+                             "reload (default: all)")
     args = parser.parse_args()
     tools.require_wrk()
     started = time.monotonic()
@@ -278,8 +357,7 @@ def main() -> int:
     (args.out / "report.md").write_text(report.markdown(doc))
     print(report.markdown(doc))
     if args.write_baseline:
-        BASELINE.write_text(json.dumps({"machine": doc["machine"], "ratios": doc["ratios"]},
-                                       indent=2))
+        write_baseline(doc, merge=bool(args.only))
     if args.check:
         return report.check(doc["ratios"], json.loads(BASELINE.read_text())["ratios"],
                             args.tolerance)

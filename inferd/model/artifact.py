@@ -59,8 +59,9 @@ SKOPS_TRUSTED_TYPES = frozenset({
 # in its preprocessor (`BaseHistGradientBoosting._preprocess_X`). Its compiled form
 # needs neither; a worker never loads such a file, and if it does not compile, the
 # reload fails naming them (inferd.reloading.validate).
-# The same for LGBMClassifier / LGBMRegressor, which MLflow's lightgbm flavor saves with
-# skops: the booster's state is LightGBM's own text model, parsed by lightgbm.
+# The same for XGBoost's and LightGBM's estimators saved with skops (MLflow's lightgbm
+# flavor does, and the sklearn flavor for XGB*/LGBM*): a booster's state is the
+# library's own model format (XGBoost's raw bytes, LightGBM's text), parsed by it.
 COMPILE_ONLY_TRUSTED_TYPES = frozenset({
     "functools.partial",
     "sklearn.utils.validation.check_array",
@@ -68,6 +69,9 @@ COMPILE_ONLY_TRUSTED_TYPES = frozenset({
     "lightgbm.basic.Booster",
     "lightgbm.sklearn.LGBMClassifier",
     "lightgbm.sklearn.LGBMRegressor",
+    "xgboost.core.Booster",
+    "xgboost.sklearn.XGBClassifier",
+    "xgboost.sklearn.XGBRegressor",
 })
 # "pyfunc": MLflow's pyfunc loader unpickles the model, or runs code it names.
 PICKLE_FORMATS = {"pickle", "joblib", "cloudpickle", "pyfunc"}
@@ -102,8 +106,8 @@ def locate_artifact(model_dir: Path) -> Artifact:
         if not flavor:
             from inferd.model import flavors
 
-            return flavors.locate(model_dir, conf.get("flavors") or {},
-                                  _input_example(model_dir))
+            path, fmt = flavors.locate(model_dir, conf.get("flavors") or {})
+            return Artifact(path, fmt, _input_example(model_dir))
         fmt = flavor.get("serialization_format", "cloudpickle")
         path = confined_file(model_dir, flavor.get("pickled_model", "model.pkl"),
                              "the MLmodel's pickled_model")
@@ -184,7 +188,7 @@ def _deserialize(artifact: Artifact, to_compile: bool) -> Any:
     from inferd.model import flavors
 
     if artifact.format in flavors.FORMATS:  # xgboost, lightgbm, MLflow pyfunc
-        return flavors.load(artifact)
+        return flavors.load(artifact.path, artifact.format)
     if artifact.format == "skops":
         import skops.io
 

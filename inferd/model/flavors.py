@@ -22,14 +22,11 @@ from __future__ import annotations
 
 import importlib.util
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from inferd.common.errors import ModelLoadError
-
-if TYPE_CHECKING:
-    from inferd.model.artifact import Artifact
 
 FORMATS = {"xgboost", "lightgbm", "pyfunc"}
 _EXTRAS = {"xgboost": "xgboost", "lightgbm": "lightgbm"}
@@ -45,11 +42,9 @@ def require(package: str) -> None:
             f"pip install 'inferd[{_EXTRAS.get(package, package)}]'")
 
 
-def locate(model_dir: Path, flavors: dict[str, Any],
-           input_example: list[list[float]] | None) -> Artifact:
-    """The Artifact of an MLflow model without a sklearn flavor."""
-    from inferd.model.artifact import Artifact
-
+def locate(model_dir: Path, flavors: dict[str, Any]) -> tuple[Path, str]:
+    """(path, format) of the model in an MLflow model directory without a sklearn
+    flavor: a format of FORMATS, or a pickle or skops format for an LGBM* estimator."""
     for library in ("xgboost", "lightgbm"):
         flavor = flavors.get(library)
         if isinstance(flavor, dict):
@@ -60,32 +55,31 @@ def locate(model_dir: Path, flavors: dict[str, Any],
                                          else _LGB_BOOSTER))
             if library == "lightgbm" and model_class != _LGB_BOOSTER:
                 # LGBMClassifier / LGBMRegressor: saved by mlflow.sklearn's code.
-                return Artifact(path, str(flavor.get("serialization_format", "cloudpickle")),
-                                input_example)
-            return Artifact(path, library, input_example)
+                return path, str(flavor.get("serialization_format", "cloudpickle"))
+            return path, library
     if "python_function" in flavors:
-        return Artifact(model_dir, "pyfunc", input_example)
+        return model_dir, "pyfunc"
     names = ", ".join(sorted(flavors)) or "none"
     raise ModelLoadError(f"the MLflow model has no flavor inferd can serve (flavors: "
                          f"{names}); inferd serves sklearn, xgboost, lightgbm and "
                          "python_function models")
 
 
-def load(artifact: Artifact) -> Any:
+def load(path: Path, fmt: str) -> Any:
     """Deserialize a located model of one of FORMATS."""
-    if artifact.format == "pyfunc":
+    if fmt == "pyfunc":
         from inferd.model.pyfunc import load_pyfunc
 
-        return load_pyfunc(artifact.path)
-    if not artifact.path.is_file():
-        raise ModelLoadError(f"model file {artifact.path.name} is missing from the slot")
-    if artifact.format == "lightgbm":
+        return load_pyfunc(path)
+    if not path.is_file():
+        raise ModelLoadError(f"model file {path.name} is missing from the slot")
+    if fmt == "lightgbm":
         require("lightgbm")
         import lightgbm
 
-        return LightGBMBooster(lightgbm.Booster(model_file=str(artifact.path)))
+        return LightGBMBooster(lightgbm.Booster(model_file=str(path)))
     require("xgboost")
-    return _load_xgboost(artifact.path, _model_class(artifact.path.parent, "xgboost"))
+    return _load_xgboost(path, _model_class(path.parent, "xgboost"))
 
 
 def _model_class(model_dir: Path, flavor: str) -> str:

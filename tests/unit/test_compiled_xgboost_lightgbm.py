@@ -20,6 +20,7 @@ from inferd.model.compiled import kernel
 from inferd.model.compiled.compile import compile_into, load_compiled
 from inferd.model.compiled.format import CompiledFormatError
 from inferd.model.flavors import LightGBMBooster, XGBoostBooster
+from tests.unit.test_compiled_boosting import _data as boosting_data
 
 SETTINGS = settings(max_examples=12, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture,
@@ -29,11 +30,9 @@ warnings.filterwarnings("ignore", module="lightgbm")
 
 def _data(seed: int, rows: int, features: int, classes: int, nan: float = 0.0,
           categorical: int = 0, zeros: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(rows, features)) * rng.uniform(0.1, 100, size=features)
-    for column in range(categorical):  # small integer codes, some spread out
-        x[:, column] = rng.integers(0, 8, size=rows) * (1 + column * 5)
-    y = (rng.integers(0, classes, size=rows) + (x[:, -1] > 0)) % classes
+    """scikit-learn's boosting tests' data, plus zeros (LightGBM's missing type Zero)."""
+    x, y = boosting_data(seed, rows, features, classes, categorical=categorical)
+    rng = np.random.default_rng(seed + 7)
     if zeros:
         x[rng.random(x.shape) < zeros] = 0.0
     if nan:
@@ -50,7 +49,7 @@ def _queries(seed: int, x: np.ndarray, categorical: int = 0) -> np.ndarray:
     fresh[rng.random(fresh.shape) < 0.1] = 0.0
     fresh[rng.random(fresh.shape) < 0.05] = 1e-36
     for column in range(categorical):
-        fresh[:, column] = rng.choice([0, 1, 5, 6, 10, 40, 300, -1, -0.5, 2.7, np.nan], 200)
+        fresh[:, column] = rng.choice([0, 1, 5, 7, 14, 40, 300, -1, -0.5, 2.7, np.nan], 200)
     return np.vstack([x, fresh])
 
 
@@ -125,11 +124,14 @@ def test_xgboost_transforms_match_far_out_margins(tmp_path: Path, objective: str
     _check(tmp_path, model, x, np.vstack([x, x * 1e3, -x * 1e3]))
 
 
-def test_dart_and_poisson_are_served_by_the_library(tmp_path: Path) -> None:
+def test_dart_custom_missing_and_poisson_are_served_by_the_library(tmp_path: Path) -> None:
     x, y = _data(1, 100, 3, 2)
     dart = xgboost.XGBClassifier(n_estimators=3, booster="dart").fit(x, y)
     facts = compile_into(tmp_path, dart, x[:2])
     assert facts["form"] == "fallback" and "dart" in facts["fallback_reason"]
+    zero_missing = xgboost.XGBClassifier(n_estimators=3, missing=0.0).fit(x, y)
+    facts = compile_into(tmp_path, zero_missing, x[:2])
+    assert facts["form"] == "fallback" and "missing=0.0" in facts["fallback_reason"]
     poisson = lightgbm.LGBMRegressor(n_estimators=3, objective="poisson", verbose=-1)
     facts = compile_into(tmp_path, poisson.fit(x, y + 1.0), x[:2])
     assert facts["form"] == "fallback" and "poisson" in facts["fallback_reason"]

@@ -11,8 +11,11 @@ Modules: `format` (the files), `compile` (compile into a slot, verify, open),
 `trees` (the node table every tree model shares, opened and bounds-checked), `kernel`
 (the compiled traversal), `outputs` (raw scores to predict / predict_proba), `forests`
 and `boosting` (scikit-learn's tree models into the node table), `categories`
-(HistGradientBoosting's ordinal encoding), `linear`, `pipeline`.
+(HistGradientBoosting's ordinal encoding), `xgboost_trees` and `lightgbm_trees` (the
+libraries' boosters from their own JSON dumps) with `library_outputs` (their last
+steps), `linear`, `pipeline`.
 
-This package imports numpy and numba only (never scikit-learn): compiling reads a
-fitted estimator's attributes, loading reads `.npy` files.
+This package imports numpy and numba only (never scikit-learn, xgboost or lightgbm):
+compiling reads a fitted estimator's attributes or its booster's dump, loading reads
+`.npy` files.
 """

@@ -24,6 +24,14 @@ category in its left bitset left, another known category right, and a negative o
 unknown one the missing-value direction; a numeric node goes left when x <= threshold.
 Inputs are rounded to float32 where the library rounds them (`inputs`).
 
+XGBoost and LightGBM (`xgboost_trees`, `lightgbm_trees`) use the same loop with two
+flags in `inputs` and one optional array: SUM32 rounds each sum to float32 (XGBoost adds
+its leaves in float32), TINY_ZERO reads |x| <= 1e-35 as 0.0 (LightGBM's row reader drops
+such values), and `zero_missing` sends 0.0 the missing-value direction at the nodes of
+LightGBM's missing type Zero. XGBoost's `x < condition` is stored as `x <= threshold`
+with the float32 below the condition, and LightGBM's categorical rule is met by its
+inputs being truncated first and its features having no known categories.
+
 Safety: the kernel does no bounds checks; `trees.TreeEnsemble` checks every index of
 the arrays once, when a slot is opened, and the caller checks the rows' width.
 """
