@@ -27,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from inferd.common.errors import ModelLoadError
+from inferd.model.paths import confined_file
 
 FORMATS = {"xgboost", "lightgbm", "pyfunc"}
 _EXTRAS = {"xgboost": "xgboost", "lightgbm": "lightgbm"}
@@ -50,7 +51,8 @@ def locate(model_dir: Path, flavors: dict[str, Any]) -> tuple[Path, str]:
         if isinstance(flavor, dict):
             require(library)
             default = "model.xgb" if library == "xgboost" else "model.lgb"
-            path = model_dir / str(flavor.get("data", default))
+            path = confined_file(model_dir, flavor.get("data", default),
+                                 f"the MLmodel's {library} data")
             model_class = str(flavor.get("model_class", _XGB_BOOSTER if library == "xgboost"
                                          else _LGB_BOOSTER))
             if library == "lightgbm" and model_class != _LGB_BOOSTER:

@@ -206,6 +206,7 @@ def test_a_plain_file_selecting_columns_by_name_is_a_frame_model(tmp_path: Path)
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from inferd.store.slots import file_sha256, tree_files
     from tests.fakes import write_model
 
     x, y = iris_frame()
@@ -215,6 +216,8 @@ def test_a_plain_file_selecting_columns_by_name_is_a_frame_model(tmp_path: Path)
     facts = validate_staged(tmp_path / "model", True, tmp_path)
     assert (facts["signature"], facts["input_kind"]) == (None, "frame")
     assert facts["feature_names"] == list(x.columns)
-    model = load_slot(tmp_path, {**facts, "generation": 1, "files": {}}, True)
+    files = {str(rel): {"size": (tmp_path / rel).stat().st_size,
+                        "sha256": file_sha256(tmp_path / rel)} for rel in tree_files(tmp_path)}
+    model = load_slot(tmp_path, {**facts, "generation": 1, "files": files}, True)
     rows = x.values[:3]
     assert model.predict(rows) == pipeline.predict(x.head(3)).tolist()
