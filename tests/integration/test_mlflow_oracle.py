@@ -40,11 +40,7 @@ from tests.integration.servers import (
 )
 from tests.support import clean_env, free_port, wait_for
 
-pytestmark = [
-    pytest.mark.integration, pytest.mark.slow,
-    # Until the model side of issue 12 (signatures, Columns) is merged into this branch.
-    pytest.mark.skip(reason="needs named-column inputs in inferd.model.loaded"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 NAME = "oracle"
 ALIAS = "serving"

@@ -73,6 +73,36 @@ def test_each_format_decodes_to_the_frame_mlflow_builds(
     assert decoded(body) == expected
 
 
+@pytest.mark.parametrize(("body", "by_position"), [
+    (b'{"dataframe_split": {"columns": ["a"], "data": [[1]]}}', True),
+    (b'{"dataframe_records": [{"a": 1}]}', True),
+    (b'{"inputs": [[1]]}', True),
+    (b'{"instances": [[1]]}', True),
+    (b'{"inputs": {"a": [1]}}', False),
+    (b'{"inputs": [{"a": 1}]}', False),
+    (b'{"instances": [{"a": 1}]}', False),
+    (b'{"instances": {"a": [1]}}', False),
+])
+def test_only_tables_and_rows_may_be_read_by_position(body: bytes, by_position: bool) -> None:
+    assert scoring.decode(body, scoring.JSON, MAX_ROWS).by_position is by_position
+    assert scoring.decode(b"a\n1\n", scoring.CSV, MAX_ROWS).by_position is False
+
+
+def test_a_tensor_signature_refuses_named_tensors_as_mlflow_does() -> None:
+    from inferd.model.enforce import InputRules
+
+    rules = InputRules(
+        signature={"kind": "tensor", "inputs": [{"name": None, "dtype": "float64",
+                                                 "shape": [-1, 2]}], "outputs": None},
+        input_kind="matrix", n_features=2, feature_names=None, accepts_nan=False)
+    table = scoring.decode(b'{"dataframe_split": {"columns": ["b", "a"], "data": [[1, 2]]}}',
+                           scoring.JSON, MAX_ROWS)
+    assert rules.matrix(table).tolist() == [[1.0, 2.0]]  # by position, as MLflow
+    named = scoring.decode(b'{"inputs": {"b": [1], "a": [2]}}', scoring.JSON, MAX_ROWS)
+    with pytest.raises(BadRequestError, match="unnamed tensor"):
+        rules.matrix(named)
+
+
 def test_json_that_only_python_reads_is_read_as_mlflow_reads_it() -> None:
     names, columns, rows = decoded(b'{"inputs": [[NaN, Infinity, 100000000000000000000000]]}')
     assert rows == 1 and columns[2] == [10**23] and columns[1] == [float("inf")]

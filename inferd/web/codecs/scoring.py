@@ -22,7 +22,9 @@ keys are ignored, as MLflow ignores them for a scikit-learn model):
 Rows given without column names (`[[5.1, 3.5]]`, `dataframe_split` without `columns`)
 get pandas' positional labels, `"0"`, `"1"`, ...: a model whose signature names its
 columns refuses them as missing columns, as MLflow does; a model with a tensor signature
-or none reads them by position. A `text/csv` body has a header row; its values stay
+or none reads them by position. A tensor signature also reads a named table by position
+(as MLflow does), but not named tensors (`inputs` / `instances` objects) or CSV, which
+MLflow refuses for it (`Columns.by_position`). A `text/csv` body has a header row; its values stay
 strings (None for the spellings pandas reads as missing) for the model's signature to
 cast, as MLflow's `read_csv(dtype=...)` does.
 
@@ -160,7 +162,7 @@ def _records_format(value: Any) -> Columns:
 def _instances(value: Any) -> Columns:
     if isinstance(value, list) and value and isinstance(value[0], dict):
         # MLflow turns records into one array a column, which must all be as long.
-        table = _records(_all_dicts(value, "instances"))
+        table = _records(_all_dicts(value, "instances"), by_position=False)
         if any(len(record) != len(table.names) for record in value):
             raise BadRequestError(
                 "The length of values for each input/column name are not the same: every "
@@ -170,10 +172,11 @@ def _instances(value: Any) -> Columns:
 
 
 def _inputs(value: Any, what: str = "inputs") -> Columns:
+    # Objects here are named tensors to MLflow, not a table: by_position=False.
     if isinstance(value, dict):
         return _column_arrays(value, what)
     if isinstance(value, list) and value and all(isinstance(item, dict) for item in value):
-        return _records(value)
+        return _records(value, by_position=False)
     if isinstance(value, list):
         return _table(value, padded=False, what=what)
     raise BadRequestError(
@@ -215,11 +218,11 @@ def _table(rows: list[Any], *, padded: bool, what: str) -> Columns:
     return Columns(tuple(map(str, range(width))), values, len(rows))
 
 
-def _records(records: list[dict[str, Any]]) -> Columns:
+def _records(records: list[dict[str, Any]], *, by_position: bool = True) -> Columns:
     """Records as pandas reads them: columns in first-seen order, a missing key null."""
     names = tuple(dict.fromkeys(chain.from_iterable(records)))
     values = tuple([record.get(name) for record in records] for name in names)
-    return Columns(names, values, len(records))
+    return Columns(names, values, len(records), by_position)
 
 
 def _all_dicts(items: list[Any], what: str) -> list[dict[str, Any]]:
@@ -237,7 +240,7 @@ def _column_arrays(columns: dict[str, Any], what: str) -> Columns:
             f"the columns of '{what}' have different lengths {sorted(lengths)}")
     n_rows = lengths.pop() if lengths else 1
     values = tuple(v if isinstance(v, list) else [v] * n_rows for v in columns.values())
-    return Columns(tuple(columns), values, n_rows)
+    return Columns(tuple(columns), values, n_rows, by_position=False)
 
 
 def _names(names: list[Any]) -> tuple[str, ...]:
@@ -304,7 +307,9 @@ def decode_csv(body: bytes) -> Columns:
     values = tuple(
         [None if i >= len(row) or row[i] in _CSV_MISSING else row[i] for row in data]
         for i in range(width))
-    return Columns(header, values, len(data))
+    # MLflow cannot read CSV for a tensor signature (parse_csv_input asks the schema
+    # for pandas types, which a TensorSpec refuses): by_position=False.
+    return Columns(header, values, len(data), by_position=False)
 
 
 def _csv_names(header: Sequence[str]) -> tuple[str, ...]:
