@@ -24,9 +24,11 @@ get pandas' positional labels, `"0"`, `"1"`, ...: a model whose signature names 
 columns refuses them as missing columns, as MLflow does; a model with a tensor signature
 or none reads them by position. A tensor signature also reads a named table by position
 (as MLflow does), but not named tensors (`inputs` / `instances` objects) or CSV, which
-MLflow refuses for it (`Columns.by_position`). A `text/csv` body has a header row; its values stay
-strings (None for the spellings pandas reads as missing) for the model's signature to
-cast, as MLflow's `read_csv(dtype=...)` does.
+MLflow refuses for it (`Columns.by_position`).
+
+A `text/csv` body has a header row; its values stay strings (None for the spellings
+pandas reads as missing) for the model's signature to cast, as MLflow's
+`read_csv(dtype=...)` does.
 
 Everything malformed is a BadRequestError saying what came and what was expected.
 """
