@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +21,6 @@ from inferd.common.settings import Settings
 from inferd.model.inputs import Columns
 from inferd.reloading.reload import open_reloader
 from inferd.web.codecs import scoring
-from tests.fakes import write_model
 from tests.support import app_client
 
 MAX_ROWS = 8
@@ -228,23 +226,8 @@ def test_encode_is_mlflow_s_answer() -> None:
 
 
 @pytest.fixture
-def make_client(make_settings: Callable[..., Settings], model_path: Path,
-                forests: tuple[Any, Any]) -> Callable[..., testing.TestClient]:
-    """A client whose app serves a published iris forest, with Settings overrides."""
-    write_model(model_path, forests[0])
-
-    def make(**overrides: Any) -> testing.TestClient:
-        settings = make_settings(max_rows=MAX_ROWS, **overrides)
-        reloader = open_reloader(settings)
-        reloader.run()
-        return app_client(settings, runner=reloader)
-
-    return make
-
-
-@pytest.fixture
 def client(make_client: Callable[..., testing.TestClient]) -> testing.TestClient:
-    return make_client()
+    return make_client(max_rows=MAX_ROWS)
 
 
 def mlflow_error(resp: testing.Result, status: int, code: str = "BAD_REQUEST") -> str:
@@ -272,7 +255,7 @@ def test_malformed_body_answers_400_in_mlflow_s_shape(client: testing.TestClient
 
 
 def test_body_over_the_limit_answers_413(make_client: Callable[..., testing.TestClient]) -> None:
-    client = make_client(max_body_bytes=64)
+    client = make_client(max_rows=MAX_ROWS, max_body_bytes=64)
     resp = client.simulate_post("/invocations", body=b'{"inputs": [' + b"[1, 2]," * 20 + b"]}",
                                 headers={"Content-Type": "application/json"})
     assert "INFERD_MAX_BODY_BYTES" in mlflow_error(resp, 413)
