@@ -66,6 +66,8 @@ _CSV_MISSING = frozenset({
 def media_type(content_type: str | None) -> str:
     """`JSON` or `CSV` from a Content-Type header, by MLflow's rules: the type compared
     exactly, a `charset` parameter must be UTF-8, any other parameter is refused."""
+    if content_type == JSON:  # PERF: what nearly every client sends
+        return JSON
     if not content_type:
         # MLflow answers 500 here (it splits None); 415 says what is missing.
         raise UnsupportedMediaTypeError(
