@@ -149,6 +149,12 @@ def test_malformed_json_says_what_was_wrong(body: bytes, message: str) -> None:
     assert len(str(caught.value)) < 400
 
 
+def test_any_json_scalar_names_a_column() -> None:
+    body = b'{"dataframe_split": {"columns": [1e400, 100000000000000000000000, true], ' \
+           b'"data": [[1, 2, 3]]}}'
+    assert decoded(body)[0] == ("Infinity", "100000000000000000000000", "true")
+
+
 def test_deeply_nested_json_is_a_bad_request() -> None:
     # orjson refuses the depth, then Python's json module runs out of recursion.
     with pytest.raises(BadRequestError):

@@ -265,8 +265,8 @@ def _column_arrays(columns: dict[str, Any], what: str) -> Columns:
 def _names(names: list[Any]) -> tuple[str, ...]:
     if any(isinstance(name, list | dict) for name in names):
         raise BadRequestError("dataframe_split 'columns' must be an array of names")
-    labels = tuple(name if isinstance(name, str) else orjson.dumps(name).decode()
-                   for name in names)
+    # json, not orjson: a name may be an integer beyond 64 bits (read by `_load`).
+    labels = tuple(name if isinstance(name, str) else json.dumps(name) for name in names)
     if len(set(labels)) != len(labels):
         duplicated = sorted({n for n in labels if labels.count(n) > 1})
         raise BadRequestError(f"dataframe_split names the columns {duplicated} twice")
