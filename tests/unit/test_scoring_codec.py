@@ -12,8 +12,10 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
 from falcon import testing
+from hypothesis import given, settings
 
 from inferd import __version__
 from inferd.common.errors import BadRequestError, UnsupportedMediaTypeError
@@ -160,6 +162,43 @@ def test_deeply_nested_json_is_a_bad_request() -> None:
     with pytest.raises(BadRequestError):
         scoring.decode(b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
                        scoring.JSON, MAX_ROWS)
+
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
+                                                                 max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(key=st.sampled_from([*scoring.FORMATS, "other"]), value=JSON_VALUES,
+       split=st.fixed_dictionaries({}, optional={"columns": JSON_VALUES, "data": JSON_VALUES,
+                                                 "index": JSON_VALUES}))
+def test_any_json_gives_a_table_or_a_bad_request(key: str, value: Any,
+                                                 split: dict[str, Any]) -> None:
+    body = {key: split if key == "dataframe_split" and value is None else value}
+    try:
+        table = scoring.decode(json.dumps(body).encode(), scoring.JSON, MAX_ROWS)
+    except BadRequestError:
+        return
+    assert 0 < table.n_rows <= MAX_ROWS
+    assert len(table.names) == len(table.values) == len(set(table.names))
+    assert all(len(column) == table.n_rows for column in table.values)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(text=st.text(max_size=60))
+def test_any_csv_gives_a_table_or_a_bad_request(text: str) -> None:
+    try:
+        table = scoring.decode(text.encode(), scoring.CSV, MAX_ROWS)
+    except BadRequestError:
+        return
+    assert 0 < table.n_rows <= MAX_ROWS
+    assert len(table.names) == len(table.values) == len(set(table.names))
+    assert all(len(column) == table.n_rows for column in table.values)
 
 
 # -- CSV ---------------------------------------------------------------------------------
