@@ -303,10 +303,10 @@ class Settings:
         "client is cut off (408 for a body), so slow clients cannot hold every thread.")
     max_body_bytes: int = _setting(
         "INFERD_MAX_BODY_BYTES", _positive_int, "1048576",
-        "Largest /predict/ body accepted; larger answers 413.")
+        "Largest request body accepted (/predict/, /invocations); larger answers 413.")
     max_rows: int = _setting(
         "INFERD_MAX_ROWS", _positive_int, "10000",
-        "Most rows one /predict/ request may carry.")
+        "Most rows one /predict/ or /invocations request may carry.")
     slot_retention: int = _setting(
         "INFERD_SLOT_RETENTION", _positive_int, "3",
         "Published slots kept on disk (at least 2: the current and the previous).")

@@ -132,6 +132,11 @@ class InputRules:
             return list(inputs.values[:width]), names[:width], types
         column_type = "double"
         if signature is not None:
+            if not inputs.by_position:
+                raise BadRequestError(
+                    "the model's signature is one unnamed tensor, which MLflow does not "
+                    "fill from named inputs; send rows of values (e.g. dataframe_split, "
+                    "or 'inputs' as an array of rows)")
             dtype = signature["inputs"][0]["dtype"]
             if dtype not in _TENSOR_TYPES:
                 raise BadRequestError(f"the model takes a {dtype} tensor, which cannot be sent "

@@ -27,6 +27,10 @@ class Columns:
     names: tuple[str, ...]
     values: tuple[Sequence[Any], ...]  # one sequence a column, each `n_rows` long
     n_rows: int
+    # Whether a model that reads columns by position (a tensor signature) takes these
+    # in the order sent. MLflow does for a table (`dataframe_split`, `dataframe_records`)
+    # and refuses named tensors (`inputs` / `instances` objects) and CSV.
+    by_position: bool = True
 
 
 ModelInput = np.ndarray | Columns

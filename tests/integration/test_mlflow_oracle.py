@@ -9,9 +9,11 @@ classifier logged from a NumPy array (a tensor signature, columns by position).
 
 Each version is served by its own `mlflow models serve --env-manager local`, all four
 started at once and once for the module; one inferd (gunicorn, 2 workers) follows an
-alias that each test moves to its version, then reloads. Every request of the corpus
-goes to both servers: equal status codes, and for a 200 equal predictions, compared as
-parsed JSON with `==` (floats equal to the bit: both servers print the shortest repr).
+alias, moved to each version in turn and reloaded (the `served` fixture: one reload a
+version). Every request of the corpus goes to both servers: equal status codes, and for
+a 200 equal predictions, compared as parsed JSON with `==`: floats equal to the bit
+(MLflow prints `1.4e-08` where inferd prints `1.4e-8`; both are the shortest repr of
+the same double).
 Where they differ on purpose (docs/protocols.md) the test says so and asserts inferd's
 answer.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 import json
 import shutil
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from typing import Any
 import pytest
 import requests
 
+from inferd import __version__
 from tests.integration.servers import (
     HTTP_TIMEOUT,
     READY_TIMEOUT,
@@ -40,11 +44,7 @@ from tests.integration.servers import (
 )
 from tests.support import clean_env, free_port, wait_for
 
-pytestmark = [
-    pytest.mark.integration, pytest.mark.slow,
-    # Until the model side of issue 12 (signatures, Columns) is merged into this branch.
-    pytest.mark.skip(reason="needs named-column inputs in inferd.model.loaded"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 NAME = "oracle"
 ALIAS = "serving"
@@ -190,11 +190,15 @@ def servers(mlflow_server: MlflowServer,
                      f"{oracle.process.name} to answer /ping", oracle.process, interval=0.3)
         yield Servers(mlflow_server, inferd, oracles, serving="forest")
     finally:
-        for oracle in oracles.values():
-            # Not our program: its exit code on SIGTERM is not ours to judge.
-            oracle.process.stop(strict=True, check_exit_code=False)
-        if inferd is not None:
-            stop_inferd(inferd)
+        # Stopped together, as they started. Not our program: the exit code of
+        # mlflow models serve on SIGTERM is not ours to judge.
+        with ThreadPoolExecutor(len(oracles)) as pool:
+            stopping = [pool.submit(o.process.stop, strict=True, check_exit_code=False)
+                        for o in oracles.values()]
+            if inferd is not None:
+                stop_inferd(inferd)
+            for stopped in stopping:
+                stopped.result()
 
 
 # -- the corpus ------------------------------------------------------------------------------
@@ -214,15 +218,15 @@ def _csv(what: str, columns: list[str], rows: list[list[Any]]) -> Request:
 
 
 def _mistyped(kind: Kind) -> list[Request]:
-    """A value of another type in each column of the first row."""
+    """A value of another type in the first and in the last column of the first row."""
     requests_ = []
-    for i, column in enumerate(kind.columns):
+    for where, i in (("first", 0), ("last", len(kind.columns) - 1)):
         for label, value in (("a number as a string", str(kind.rows[0][i])),
                              ("a word", "abc"), ("null", None), ("true", True),
                              ("an integer", 2), ("an array", [1.0]), ("an object", {"a": 1})):
             row = list(kind.rows[0])
             row[i] = value
-            requests_.append(_json(f"{column} is {label}",
+            requests_.append(_json(f"the {where} column is {label}",
                                    {"dataframe_split": {"columns": kind.columns, "data": [row]}}))
     return requests_
 
@@ -321,39 +325,45 @@ def check_error_shape(resp: requests.Response) -> None:
         assert set(resp.json()) == {"error_code", "message"}, resp.text
 
 
-# What each kind is sent: its requests, in the corpus' order.
-def cases(kind: str) -> list[tuple[str, Request]]:
-    return [(kind, request) for request in corpus(KINDS[kind])]
+# The corpus of each kind, by request name (the names are the same for every kind).
+CORPUS = {name: {request[0]: request for request in corpus(kind)}
+          for name, kind in KINDS.items()}
+NAMES = list(CORPUS["forest"])
+assert all(list(requests_) == NAMES for requests_ in CORPUS.values())
 
 
-ALL_CASES = [case for kind in KINDS for case in cases(kind)]
+@pytest.fixture(scope="module", params=list(KINDS))
+def served(request: pytest.FixtureRequest, servers: Servers) -> Kind:
+    """The kind inferd serves for a test. Module-scoped and parametrized, so pytest
+    runs every test of one kind before the next: one reload a kind."""
+    kind = KINDS[request.param]
+    servers.serve(kind)
+    return kind
 
 
-@pytest.mark.parametrize(("kind", "request_"), ALL_CASES,
-                         ids=[f"{k}: {r[0]}" for k, r in ALL_CASES])
-def test_inferd_answers_as_mlflow_models_serve(servers: Servers, kind: str,
-                                               request_: Request) -> None:
-    servers.serve(KINDS[kind])
-    expected = post(servers.oracles[kind].url, request_)
+@pytest.mark.parametrize("what", NAMES)
+def test_inferd_answers_as_mlflow_models_serve(servers: Servers, served: Kind,
+                                               what: str) -> None:
+    request_ = CORPUS[served.name][what]
+    expected = post(servers.oracles[served.name].url, request_)
     got = post(servers.inferd.url, request_)
 
     assert answer(got) == answer(expected), (
-        f"{request_[0]}: mlflow models serve answered {expected.status_code} "
+        f"{what}: mlflow models serve answered {expected.status_code} "
         f"{expected.text[:300]}; inferd {got.status_code} {got.text[:300]}")
     check_error_shape(got)
     if got.status_code == 200:
-        assert got.headers["X-Model-Version"] == KINDS[kind].version
+        assert got.headers["X-Model-Version"] == served.version
 
 
 # -- what differs on purpose ---------------------------------------------------------------
 
 
 def test_a_request_without_content_type_is_415_where_mlflow_answers_500(
-        servers: Servers) -> None:
-    request_ = _json("no Content-Type", {"dataframe_split": {"columns": IRIS,
-                                                             "data": IRIS_ROWS}}, None)
-    assert post(servers.oracles["forest"].url, request_).status_code == 500
-    servers.serve(KINDS["forest"])
+        servers: Servers, served: Kind) -> None:
+    request_ = _json("no Content-Type", {"dataframe_split": {"columns": served.columns,
+                                                             "data": served.rows}}, None)
+    assert post(servers.oracles[served.name].url, request_).status_code == 500
     resp = post(servers.inferd.url, request_)
     assert resp.status_code == 415
     check_error_shape(resp)
@@ -362,8 +372,8 @@ def test_a_request_without_content_type_is_415_where_mlflow_answers_500(
 # -- MLflow's own client -------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", list(KINDS))
-def test_mlflow_s_scoring_client_gets_the_same_predictions(servers: Servers, kind: str) -> None:
+def test_mlflow_s_scoring_client_gets_the_same_predictions(servers: Servers,
+                                                            served: Kind) -> None:
     import pandas as pd
     from mlflow.pyfunc.scoring_server.client import ScoringServerClient
 
@@ -373,15 +383,11 @@ def test_mlflow_s_scoring_client_gets_the_same_predictions(servers: Servers, kin
         scoring.wait_server_ready(timeout=10)
         return scoring
 
-    spec = KINDS[kind]
-    servers.serve(spec)
-    frame = pd.DataFrame(spec.rows, columns=spec.columns)
-    expected = client(servers.oracles[kind].url).invoke(frame)
+    frame = pd.DataFrame(served.rows, columns=served.columns)
+    expected = client(servers.oracles[served.name].url).invoke(frame)
     got = client(servers.inferd.url).invoke(frame)
     assert got.get_predictions(predictions_format="ndarray").tolist() == (
         expected.get_predictions(predictions_format="ndarray").tolist())
-    from inferd import __version__
-
     assert client(servers.inferd.url).get_version() == __version__
 
 

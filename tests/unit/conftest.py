@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from falcon import testing
 
 from inferd.common.settings import Settings
 from tests import fakes
@@ -48,3 +49,22 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 def forests() -> tuple[Any, Any]:
     """Two small, different iris forests ("version A" and "version B"), trained once."""
     return fakes.iris_forest(n_estimators=3, seed=0), fakes.iris_forest(n_estimators=3, seed=1)
+
+
+@pytest.fixture
+def make_client(make_settings: Callable[..., Settings], model_path: Path,
+                forests: tuple[Any, Any]) -> Callable[..., testing.TestClient]:
+    """An HTTP test client whose app serves a published iris forest (`forests[0]`, a
+    local file, published in this process), with Settings overrides."""
+    from inferd.reloading.reload import open_reloader
+    from tests.support import app_client
+
+    fakes.write_model(model_path, forests[0])
+
+    def make(**overrides: Any) -> testing.TestClient:
+        settings = make_settings(**overrides)
+        reloader = open_reloader(settings)
+        reloader.run()
+        return app_client(settings, runner=reloader)
+
+    return make

@@ -79,24 +79,8 @@ def test_encode_names_the_version() -> None:
 
 
 @pytest.fixture
-def make_client(
-    make_settings: Callable[..., Settings], model_path: Path, forests: tuple[Any, Any]
-) -> Callable[..., testing.TestClient]:
-    """A client whose app serves a published iris forest, with Settings overrides."""
-    write_model(model_path, forests[0])
-
-    def make(**overrides: Any) -> testing.TestClient:
-        settings = make_settings(max_rows=MAX_ROWS, **overrides)
-        reloader = open_reloader(settings)
-        reloader.run()
-        return app_client(settings, runner=reloader)
-
-    return make
-
-
-@pytest.fixture
 def client(make_client: Callable[..., testing.TestClient]) -> testing.TestClient:
-    return make_client()
+    return make_client(max_rows=MAX_ROWS)
 
 
 @pytest.mark.parametrize("name", VALID)
@@ -150,7 +134,7 @@ def test_finite_value_too_large_for_the_model_answers_400(
 
 
 def test_body_over_the_limit_answers_413(make_client: Callable[..., testing.TestClient]) -> None:
-    client = make_client(max_body_bytes=64)
+    client = make_client(max_rows=MAX_ROWS, max_body_bytes=64)
     small = b'{"features": [[5.1, 3.5, 1.4, 0.2]]}'
     big = b'{"features": [' + b", ".join([b"[5.1, 3.5, 1.4, 0.2]"] * 4) + b"]}"
     assert len(small) <= 64 < len(big)

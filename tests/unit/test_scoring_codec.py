@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
+import hypothesis.strategies as st
 import pytest
 from falcon import testing
+from hypothesis import given, settings
 
 from inferd import __version__
 from inferd.common.errors import BadRequestError, UnsupportedMediaTypeError
@@ -22,7 +23,6 @@ from inferd.common.settings import Settings
 from inferd.model.inputs import Columns
 from inferd.reloading.reload import open_reloader
 from inferd.web.codecs import scoring
-from tests.fakes import write_model
 from tests.support import app_client
 
 MAX_ROWS = 8
@@ -73,6 +73,36 @@ def test_each_format_decodes_to_the_frame_mlflow_builds(
     assert decoded(body) == expected
 
 
+@pytest.mark.parametrize(("body", "by_position"), [
+    (b'{"dataframe_split": {"columns": ["a"], "data": [[1]]}}', True),
+    (b'{"dataframe_records": [{"a": 1}]}', True),
+    (b'{"inputs": [[1]]}', True),
+    (b'{"instances": [[1]]}', True),
+    (b'{"inputs": {"a": [1]}}', False),
+    (b'{"inputs": [{"a": 1}]}', False),
+    (b'{"instances": [{"a": 1}]}', False),
+    (b'{"instances": {"a": [1]}}', False),
+])
+def test_only_tables_and_rows_may_be_read_by_position(body: bytes, by_position: bool) -> None:
+    assert scoring.decode(body, scoring.JSON, MAX_ROWS).by_position is by_position
+    assert scoring.decode(b"a\n1\n", scoring.CSV, MAX_ROWS).by_position is False
+
+
+def test_a_tensor_signature_refuses_named_tensors_as_mlflow_does() -> None:
+    from inferd.model.enforce import InputRules
+
+    rules = InputRules(
+        signature={"kind": "tensor", "inputs": [{"name": None, "dtype": "float64",
+                                                 "shape": [-1, 2]}], "outputs": None},
+        input_kind="matrix", n_features=2, feature_names=None, accepts_nan=False)
+    table = scoring.decode(b'{"dataframe_split": {"columns": ["b", "a"], "data": [[1, 2]]}}',
+                           scoring.JSON, MAX_ROWS)
+    assert rules.matrix(table).tolist() == [[1.0, 2.0]]  # by position, as MLflow
+    named = scoring.decode(b'{"inputs": {"b": [1], "a": [2]}}', scoring.JSON, MAX_ROWS)
+    with pytest.raises(BadRequestError, match="unnamed tensor"):
+        rules.matrix(named)
+
+
 def test_json_that_only_python_reads_is_read_as_mlflow_reads_it() -> None:
     names, columns, rows = decoded(b'{"inputs": [[NaN, Infinity, 100000000000000000000000]]}')
     assert rows == 1 and columns[2] == [10**23] and columns[1] == [float("inf")]
@@ -121,11 +151,54 @@ def test_malformed_json_says_what_was_wrong(body: bytes, message: str) -> None:
     assert len(str(caught.value)) < 400
 
 
+def test_any_json_scalar_names_a_column() -> None:
+    body = b'{"dataframe_split": {"columns": [1e400, 100000000000000000000000, true], ' \
+           b'"data": [[1, 2, 3]]}}'
+    assert decoded(body)[0] == ("Infinity", "100000000000000000000000", "true")
+
+
 def test_deeply_nested_json_is_a_bad_request() -> None:
     # orjson refuses the depth, then Python's json module runs out of recursion.
     with pytest.raises(BadRequestError):
         scoring.decode(b'{"inputs": ' + b"[" * 100_000 + b"]" * 100_000 + b"}",
                        scoring.JSON, MAX_ROWS)
+
+
+JSON_SCALARS = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=6)
+JSON_VALUES = st.recursive(
+    JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=4), inner,
+                                                                 max_size=4),
+    max_leaves=25,
+)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(key=st.sampled_from([*scoring.FORMATS, "other"]), value=JSON_VALUES,
+       split=st.fixed_dictionaries({}, optional={"columns": JSON_VALUES, "data": JSON_VALUES,
+                                                 "index": JSON_VALUES}))
+def test_any_json_gives_a_table_or_a_bad_request(key: str, value: Any,
+                                                 split: dict[str, Any]) -> None:
+    body = {key: split if key == "dataframe_split" and value is None else value}
+    try:
+        table = scoring.decode(json.dumps(body).encode(), scoring.JSON, MAX_ROWS)
+    except BadRequestError:
+        return
+    assert 0 < table.n_rows <= MAX_ROWS
+    assert len(table.names) == len(table.values) == len(set(table.names))
+    assert all(len(column) == table.n_rows for column in table.values)
+
+
+@settings(max_examples=200, deadline=None, database=None)
+@given(text=st.text(max_size=60))
+def test_any_csv_gives_a_table_or_a_bad_request(text: str) -> None:
+    try:
+        table = scoring.decode(text.encode(), scoring.CSV, MAX_ROWS)
+    except BadRequestError:
+        return
+    assert 0 < table.n_rows <= MAX_ROWS
+    assert len(table.names) == len(table.values) == len(set(table.names))
+    assert all(len(column) == table.n_rows for column in table.values)
 
 
 # -- CSV ---------------------------------------------------------------------------------
@@ -198,23 +271,8 @@ def test_encode_is_mlflow_s_answer() -> None:
 
 
 @pytest.fixture
-def make_client(make_settings: Callable[..., Settings], model_path: Path,
-                forests: tuple[Any, Any]) -> Callable[..., testing.TestClient]:
-    """A client whose app serves a published iris forest, with Settings overrides."""
-    write_model(model_path, forests[0])
-
-    def make(**overrides: Any) -> testing.TestClient:
-        settings = make_settings(max_rows=MAX_ROWS, **overrides)
-        reloader = open_reloader(settings)
-        reloader.run()
-        return app_client(settings, runner=reloader)
-
-    return make
-
-
-@pytest.fixture
 def client(make_client: Callable[..., testing.TestClient]) -> testing.TestClient:
-    return make_client()
+    return make_client(max_rows=MAX_ROWS)
 
 
 def mlflow_error(resp: testing.Result, status: int, code: str = "BAD_REQUEST") -> str:
@@ -242,7 +300,7 @@ def test_malformed_body_answers_400_in_mlflow_s_shape(client: testing.TestClient
 
 
 def test_body_over_the_limit_answers_413(make_client: Callable[..., testing.TestClient]) -> None:
-    client = make_client(max_body_bytes=64)
+    client = make_client(max_rows=MAX_ROWS, max_body_bytes=64)
     resp = client.simulate_post("/invocations", body=b'{"inputs": [' + b"[1, 2]," * 20 + b"]}",
                                 headers={"Content-Type": "application/json"})
     assert "INFERD_MAX_BODY_BYTES" in mlflow_error(resp, 413)
