@@ -140,7 +140,7 @@ def model_metadata(name: str, model: LoadedModel) -> dict[str, Any]:
     info = model.describe()
     parameters = {key: info[key] for key in ("form", "fallback_reason", "estimator",
                                              "generation") if info.get(key) is not None}
-    return {"name": name, "versions": [model.version], "platform": f"inferd/{model.form}",
+    return {"name": name, "versions": [model.version], "platform": f"inferd_{model.form}",
             **tensors.describe(model), "parameters": parameters}
 
 

@@ -65,7 +65,7 @@ def column_inputs(frame: Any) -> list[dict[str, Any]]:
 def test_metadata_lists_the_signature_columns(serve: Callable[[str], testing.TestClient]
                                               ) -> None:
     meta = serve("colours").simulate_get(f"/v2/models/{NAME}").json
-    assert meta["platform"] == "inferd/fallback"
+    assert meta["platform"] == "inferd_fallback"
     assert meta["inputs"] == [{"name": "colour", "datatype": "BYTES", "shape": [-1]},
                               {"name": "size", "datatype": "FP64", "shape": [-1]},
                               {"name": "count", "datatype": "INT64", "shape": [-1]}]

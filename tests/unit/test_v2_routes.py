@@ -80,7 +80,7 @@ def test_model_metadata_describes_the_slot(client: testing.TestClient) -> None:
     for path in (f"/v2/models/{NAME}", f"/v2/models/{NAME}/versions/{version}"):
         meta = client.simulate_get(path).json
         assert meta["name"] == NAME and meta["versions"] == [version]
-        assert meta["platform"] == "inferd/compiled"
+        assert meta["platform"] == "inferd_compiled"
         assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
         assert meta["outputs"][0]["name"] == "predict"
         assert meta["parameters"]["form"] == "compiled"
