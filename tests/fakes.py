@@ -53,6 +53,47 @@ def write_model(path: Path, model: object) -> Path:
     return path
 
 
+def colour_frame(rows: int = 60) -> tuple[Any, Any]:
+    """A DataFrame with a string, a float and an integer column, and a target."""
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame({"colour": rng.choice(["red", "green", "blue"], rows),
+                          "size": rng.normal(size=rows) * 10,
+                          "count": rng.integers(0, 5, rows)})
+    target = ((frame["colour"] == "red") | (frame["size"] > 5)).astype(int)
+    return frame, target
+
+
+def colour_pipeline() -> tuple[Any, Any]:
+    """A pipeline MLflow serves with a DataFrame only: a ColumnTransformer selecting
+    columns by name, one-hot encoding a string column; and its training frame."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+    frame, target = colour_frame()
+    encode = ColumnTransformer([("colour", OneHotEncoder(handle_unknown="ignore"), ["colour"]),
+                                ("numbers", StandardScaler(), ["size", "count"])])
+    return make_pipeline(encode, LogisticRegression()).fit(frame, target), frame
+
+
+def save_mlflow_model(path: Path, model: Any, **kwargs: Any) -> Path:
+    """Write `model` as an MLflow model directory with mlflow.sklearn.save_model
+    (cloudpickle; `kwargs`: signature, input_example, pyfunc_predict_fn...)."""
+    import warnings
+
+    import mlflow.sklearn
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        # Naming the requirements skips MLflow inferring them in a subprocess (~15 s).
+        mlflow.sklearn.save_model(model, str(path), serialization_format="cloudpickle",
+                                  pip_requirements=["scikit-learn"], **kwargs)
+    return path
+
+
 class ManualClock:
     """A monotonic clock that moves only when a test calls `advance`."""
 

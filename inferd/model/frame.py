@@ -30,6 +30,10 @@ def to_frame(inputs: ModelInput, rules: InputRules) -> pd.DataFrame:
         # MLflow hands a model without a signature).
         return pd.DataFrame(dict(zip(inputs.names, inputs.values, strict=True)))
     chosen = select_columns(inputs, specs)
+    if rules.signature is None:
+        # Fitted on named columns, no signature: in the fitted order, types as inferred.
+        return pd.DataFrame({spec["name"]: values for spec, values in
+                             zip(specs, chosen, strict=True)})
     data = {spec["name"]: _column(spec["name"], values, spec["type"])
             for spec, values in zip(specs, chosen, strict=True) if values is not None}
     return pd.DataFrame(data)

@@ -48,7 +48,14 @@ _SCHEMAS: dict[str, Any] = {
         "properties": {
             "predictions": {
                 "type": "array",
-                "description": "one prediction a row: a class label or a regression value",
+                "description": "one prediction a row: a class label or a regression value, "
+                               "or (output predict_proba) the row's class probabilities",
+                "items": {"type": ["number", "string", "boolean", "array"],
+                          "items": {"type": "number"}},
+            },
+            "classes": {
+                "type": "array",
+                "description": "output predict_proba only: the class of each probability",
                 "items": {"type": ["number", "string", "boolean"]},
             },
             "model_version": {"type": "string",
@@ -145,6 +152,13 @@ def _predict_request(settings: Settings) -> dict[str, Any]:
                                "INFERD_MAX_ROWS rows and INFERD_MAX_BODY_BYTES bytes",
                 "items": {"type": "array", "minItems": 1, "items": {"type": "number"}},
             },
+            "output": {
+                "type": ["string", "null"],
+                "enum": ["predict", "predict_proba", None],
+                "description": "what to answer: labels or values (predict), or class "
+                               "probabilities with a `classes` list (predict_proba); absent, "
+                               "the model's default (its MLflow pyfunc_predict_fn)",
+            },
         },
         "example": {"features": [[5.1, 3.5, 1.4, 0.2]]},
     }
@@ -164,7 +178,8 @@ def _predict_operation() -> dict[str, Any]:
                          {"X-Model-Version": {"schema": {"type": "string"},
                                               "description": "version that computed them"}}),
             "400": _error("malformed JSON, wrong shape or feature count, non-numeric or "
-                          "non-finite values"),
+                          "non-finite values, an unknown output, or predict_proba asked of "
+                          "a model without classes"),
             "413": _error("body larger than INFERD_MAX_BODY_BYTES"),
             "503": _error("no model is loaded yet"),
         },

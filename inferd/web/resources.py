@@ -25,9 +25,9 @@ class PredictResource:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         self.predict.check_available()
-        rows = native.decode(read_body(req, self.max_body), self.max_rows)
-        prediction = self.predict(rows)
-        resp.data = native.encode(prediction.values, prediction.version)
+        rows, output = native.decode_request(read_body(req, self.max_body), self.max_rows)
+        prediction = self.predict(rows, output)
+        resp.data = native.encode(prediction.values, prediction.version, prediction.classes)
         resp.content_type = falcon.MEDIA_JSON
         resp.set_header("X-Model-Version", prediction.version)
 

@@ -21,6 +21,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MODEL = "iris-model"  # served over HTTP by stage (the default selector)
 ALIASED = "iris-aliased"  # resolved in-process by alias and by pinned version
+COLOURS = "colours-pipeline"  # a pipeline over string and number columns
 
 
 def registry_settings(mlflow_server: MlflowServer, state_dir: Path, **kw: Any) -> Settings:
@@ -124,3 +125,44 @@ def test_alias_and_pinned_version_resolve_against_the_server(
         mlflow_model_version="2", mlflow_model_alias="champion"))  # version wins over alias
     result = pinned.run()
     assert (result.status, result.version) == ("reloaded", "2")
+
+
+def test_a_registered_string_pipeline_publishes_and_serves_with_a_frame(
+        mlflow_server: MlflowServer, tmp_path: Path) -> None:
+    """A ColumnTransformer over a string and number columns, logged by MLflow in its
+    default (skops) format with its input example: fetched from the registry, published,
+    and served by name, columns in any order, without pickle."""
+    import json
+    import warnings
+
+    import mlflow
+    import mlflow.sklearn
+
+    from inferd.model.inputs import Columns
+    from inferd.model.loaded import load_slot
+    from inferd.reloading.reload import open_reloader
+    from tests.fakes import colour_pipeline
+
+    pipeline, frame = colour_pipeline()
+    mlflow.set_tracking_uri(mlflow_server.url)
+    mlflow.set_registry_uri(mlflow_server.url)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with mlflow.start_run():
+            mlflow.sklearn.log_model(pipeline, name="model", registered_model_name=COLOURS,
+                                     input_example=frame.head(3),
+                                     pip_requirements=["scikit-learn"])
+    reloader = open_reloader(registry_settings(
+        mlflow_server, tmp_path, mlflow_model_name=COLOURS, mlflow_model_version="1",
+        allow_pickle=False))
+    assert reloader.run().status == "reloaded"
+    slot = reloader.store.layout.current
+    manifest = json.loads((slot / "manifest.json").read_text())
+    assert (manifest["input_kind"], manifest["form"], manifest["artifact"]["format"]) == (
+        "frame", "fallback", "skops")
+    model = load_slot(slot, manifest, allow_pickle=False)
+    rows = frame.tail(4)
+    request = Columns(("size", "colour", "count"), (rows["size"].tolist(),
+                                                    rows["colour"].tolist(),
+                                                    rows["count"].tolist()), 4)
+    assert model.predict(request) == pipeline.predict(rows).tolist()

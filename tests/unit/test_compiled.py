@@ -117,7 +117,8 @@ def test_trees_fitted_with_missing_values_send_nan_their_way(
 
 
 @SETTINGS
-@given(kind=st.sampled_from(["linreg", "ridge", "lasso", "enet", "logreg", "sgd", "svc"]),
+@given(kind=st.sampled_from(["linreg", "ridge", "lasso", "enet", "logreg", "sgd", "sgd_log",
+                             "svc"]),
        seed=st.integers(0, 10_000), features=st.integers(1, 10), classes=st.integers(2, 5),
        scaler=st.one_of(st.none(), st.sampled_from(SCALERS)))
 def test_linear_equal_sklearn(tmp_path: Path, kind: str, seed: int, features: int,
@@ -127,8 +128,9 @@ def test_linear_equal_sklearn(tmp_path: Path, kind: str, seed: int, features: in
                   "lasso": Lasso(alpha=0.01), "enet": ElasticNet(alpha=0.01),
                   "logreg": LogisticRegression(max_iter=300),
                   "sgd": SGDClassifier(random_state=seed),
+                  "sgd_log": SGDClassifier(loss="log_loss", random_state=seed),
                   "svc": LinearSVC(random_state=seed)}[kind]
-    if kind not in ("logreg", "sgd", "svc"):
+    if kind not in ("logreg", "sgd", "sgd_log", "svc"):
         y = x @ np.arange(1, features + 1) + y
     if scaler is not None:
         model = make_pipeline(scaler(), model)
@@ -136,6 +138,12 @@ def test_linear_equal_sklearn(tmp_path: Path, kind: str, seed: int, features: in
     compiled = _compile(tmp_path, model, x)
     query = np.vstack([x, _data(seed + 1, 100, features, classes)[0]])
     assert np.array_equal(compiled.predict(query), model.predict(query))
+    assert compiled.has_proba == hasattr(model, "predict_proba")
+    if compiled.has_proba:
+        # Probabilities equal to the bit, through the scalers too.
+        expected = model.predict_proba(query)
+        assert np.array_equal(compiled.predict_proba(query).view(np.uint64),
+                              expected.view(np.uint64))
 
 
 @pytest.mark.parametrize("model", [

@@ -165,3 +165,14 @@ def test_a_frame_gets_typed_columns_in_signature_order() -> None:
     with pytest.raises(BadRequestError, match="column 'when' is of type datetime"):
         model_input(frame_rules, Columns(("colour", "size", "count", "when"),
                                          (["red"], [1], [3], ["not a date"]), 1))
+
+
+def test_a_frame_model_without_signature_takes_its_fitted_columns_as_sent() -> None:
+    fitted = rules(signature=None, kind="frame", feature_names=["colour", "size"],
+                   n_features=2)
+    frame = model_input(fitted, Columns(("size", "colour", "x"), ([1], ["red"], [0]), 1))
+    assert list(frame.columns) == ["colour", "size"]
+    assert frame.iloc[0].tolist() == ["red", 1]
+    as_sent = model_input(rules(signature=None, kind="frame", n_features=None),
+                          Columns(("b", "a"), ([1], ["x"]), 1))
+    assert list(as_sent.columns) == ["b", "a"]

@@ -180,3 +180,44 @@ def test_bad_payload_without_a_model_is_still_400(
     resp = client.simulate_post("/predict/", json={"features": [[1, 2, 3, 4]]})
     assert resp.status_code == 503
     assert "no model is published yet" in resp.json["detail"]
+
+
+def test_output_predict_proba_answers_probabilities_with_the_classes(
+    client: testing.TestClient, forests: tuple[Any, Any]
+) -> None:
+    features = [[5.1, 3.5, 1.4, 0.2], [6.2, 2.9, 4.3, 1.3]]
+    resp = client.simulate_post("/predict/", json={"features": features,
+                                                   "output": "predict_proba"})
+    assert resp.status_code == 200, resp.text
+    assert list(resp.json) == ["predictions", "classes", "model_version"]
+    assert resp.json["predictions"] == forests[0].predict_proba(np.array(features)).tolist()
+    assert resp.json["classes"] == [0, 1, 2]
+    labels = client.simulate_post("/predict/", json={"features": features, "output": "predict"})
+    assert labels.json["predictions"] == forests[0].predict(np.array(features)).tolist()
+    assert "classes" not in labels.json
+
+
+@pytest.mark.parametrize("output, shown", [("labels", '"labels"'), (1, "a JSON number"),
+                                           (["predict"], "a JSON array")])
+def test_an_unknown_output_answers_400(client: testing.TestClient, output: Any,
+                                       shown: str) -> None:
+    resp = client.simulate_post("/predict/", json={"features": [[1.0] * 4], "output": output})
+    assert resp.status_code == 400
+    assert resp.json == {"detail": f"'output' is {shown}; expected one of predict, "
+                                   "predict_proba"}
+
+
+def test_predict_proba_of_a_regressor_answers_400(
+    make_settings: Callable[..., Settings], model_path: Path
+) -> None:
+    from sklearn.linear_model import LinearRegression
+
+    write_model(model_path, LinearRegression().fit(np.eye(4), np.arange(4.0)))
+    settings = make_settings()
+    reloader = open_reloader(settings)
+    reloader.run()
+    client = app_client(settings, runner=reloader)
+    resp = client.simulate_post("/predict/", json={"features": [[1.0] * 4],
+                                                   "output": "predict_proba"})
+    assert resp.status_code == 400
+    assert "not a classifier" in resp.json["detail"]

@@ -7,19 +7,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import warnings
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
-from sklearn.compose import ColumnTransformer
 from sklearn.datasets import load_iris
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
 from inferd.common.errors import BadRequestError, ModelLoadError
 from inferd.common.settings import Settings
@@ -28,39 +24,12 @@ from inferd.model.loaded import load_slot
 from inferd.model.signature import parse_signature
 from inferd.reloading.reload import open_reloader
 from inferd.reloading.validate import validate_staged
-
-
-def save_mlflow(path: Path, model: Any, **kwargs: Any) -> Path:
-    import mlflow.sklearn
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        # Naming the requirements skips MLflow inferring them in a subprocess (~15 s).
-        mlflow.sklearn.save_model(model, str(path), serialization_format="cloudpickle",
-                                  pip_requirements=["scikit-learn"],
-                                  **kwargs)
-    return path
+from tests.fakes import colour_pipeline, save_mlflow_model
 
 
 def iris_frame() -> tuple[pd.DataFrame, Any]:
     x, y = load_iris(return_X_y=True, as_frame=True)
     return x, y
-
-
-def colour_frame(rows: int = 60) -> tuple[pd.DataFrame, Any]:
-    rng = np.random.default_rng(0)
-    frame = pd.DataFrame({"colour": rng.choice(["red", "green", "blue"], rows),
-                          "size": rng.normal(size=rows) * 10,
-                          "count": rng.integers(0, 5, rows)})
-    target = ((frame["colour"] == "red") | (frame["size"] > 5)).astype(int)
-    return frame, target
-
-
-def colour_pipeline() -> tuple[Any, pd.DataFrame]:
-    frame, target = colour_frame()
-    encode = ColumnTransformer([("colour", OneHotEncoder(handle_unknown="ignore"), ["colour"]),
-                                ("numbers", StandardScaler(), ["size", "count"])])
-    return make_pipeline(encode, LogisticRegression()).fit(frame, target), frame
 
 
 @pytest.fixture(scope="module")
@@ -74,11 +43,11 @@ def mlflow_models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     logistic = LogisticRegression(max_iter=500).fit(x.values, y)
     pipeline, frame = colour_pipeline()
     return {
-        "forest": save_mlflow(root / "forest", forest, input_example=x.head(3)),
-        "logistic": save_mlflow(
+        "forest": save_mlflow_model(root / "forest", forest, input_example=x.head(3)),
+        "logistic": save_mlflow_model(
             root / "logistic", logistic, pyfunc_predict_fn="predict_proba",
             signature=infer_signature(x.values, logistic.predict_proba(x.values))),
-        "colours": save_mlflow(root / "colours", pipeline, input_example=frame.head(3)),
+        "colours": save_mlflow_model(root / "colours", pipeline, input_example=frame.head(3)),
     }
 
 
@@ -209,3 +178,43 @@ def test_a_string_pipeline_publishes_and_serves_through_the_reload_path(
         model.predict(Columns(("size", "count"), ([1.0], [1]), 1))
     with pytest.raises(BadRequestError, match="column 'count' is of type long"):
         model.predict(Columns(("colour", "size", "count"), (["red"], [1.0], ["many"]), 1))
+
+
+def test_a_model_logged_with_predict_proba_answers_probabilities_by_default(
+        mlflow_models: dict[str, Path], tmp_path: Path) -> None:
+    from tests.support import app_client
+
+    settings = Settings(state_dir=tmp_path / "state", model_source="local",
+                        model_path=mlflow_models["logistic"])
+    reloader = open_reloader(settings)
+    assert reloader.run().status == "reloaded"
+    client = app_client(settings, runner=reloader)
+    x = iris_frame()[0].values[:3]
+    expected = LogisticRegression(max_iter=500).fit(*load_iris(return_X_y=True)).predict_proba(x)
+    resp = client.simulate_post("/predict/", json={"features": x.tolist()})
+    assert resp.status_code == 200, resp.text
+    assert resp.json["classes"] == [0, 1, 2]
+    # Served compiled: the same bits as scikit-learn's own predict_proba.
+    assert np.array_equal(np.array(resp.json["predictions"]), expected)
+    assert client.simulate_get("/health/").json["model"]["form"] == "compiled"
+    labels = client.simulate_post("/predict/", json={"features": x.tolist(), "output": "predict"})
+    assert labels.json["predictions"] == [0, 0, 0]
+
+
+def test_a_plain_file_selecting_columns_by_name_is_a_frame_model(tmp_path: Path) -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from tests.fakes import write_model
+
+    x, y = iris_frame()
+    by_name = ColumnTransformer([("petals", StandardScaler(), list(x.columns[2:]))])
+    pipeline = make_pipeline(by_name, LogisticRegression(max_iter=500)).fit(x, y)
+    write_model(tmp_path / "model" / "model.joblib", pipeline)
+    facts = validate_staged(tmp_path / "model", True, tmp_path)
+    assert (facts["signature"], facts["input_kind"]) == (None, "frame")
+    assert facts["feature_names"] == list(x.columns)
+    model = load_slot(tmp_path, {**facts, "generation": 1, "files": {}}, True)
+    rows = x.values[:3]
+    assert model.predict(rows) == pipeline.predict(x.head(3)).tolist()

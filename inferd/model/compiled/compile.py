@@ -37,6 +37,11 @@ VERIFY_ROWS = 512
 class _Final(Protocol):
     def predict(self, rows: np.ndarray) -> np.ndarray: ...
 
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray: ...
+
+    @property
+    def has_proba(self) -> bool: ...
+
 
 class CompiledModel:
     """A compiled model opened in this process. Immutable; shared by the threads."""
@@ -57,13 +62,12 @@ class CompiledModel:
 
     @property
     def has_proba(self) -> bool:
-        return bool(getattr(self.final, "has_proba", False))
+        return self.final.has_proba
 
     def predict_proba(self, rows: np.ndarray) -> np.ndarray:
-        trees = self.trees
-        if trees is None or not trees.has_proba:
+        if not self.final.has_proba:
             raise ValueError(f"the compiled {self.estimator_name} has no predict_proba")
-        return trees.predict_proba(self.steps.apply(rows))
+        return self.final.predict_proba(self.steps.apply(rows))
 
 
 def compile_into(slot_dir: Path, estimator: Any, smoke_rows: np.ndarray) -> dict[str, Any]:

@@ -9,6 +9,15 @@
 Regressors answer `X @ coef + intercept` (`LinearModel._decision_function`);
 classifiers take `classes[scores > 0]` for one score column and `classes[argmax]`
 otherwise (`LinearClassifierMixin.predict`).
+
+Probabilities (`"proba"` in the spec), with scikit-learn's own operations in its order,
+so they are equal to the bit (verified at slot-write time like predictions):
+
+    logistic  LogisticRegression(CV): one score column -> expit, `[1 - p, p]`
+              (`LinearClassifierMixin._predict_proba_lr`); several -> softmax
+              (`LogisticRegression.predict_proba`, `sklearn.utils.extmath.softmax`)
+    ovr       SGDClassifier(loss="log_loss"): expit of every score, each row divided
+              by its sum (all-zero rows uniform), `_predict_proba_lr`
 """
 
 from __future__ import annotations
@@ -17,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from inferd.model.compiled import kernel, outputs
 from inferd.model.compiled.format import (
     ArrayReader,
     ArrayWriter,
@@ -29,6 +39,16 @@ REGRESSORS = {"LinearRegression", "Ridge", "RidgeCV", "Lasso", "LassoCV", "Elast
               "ElasticNetCV"}
 CLASSIFIERS = {"LogisticRegression", "LogisticRegressionCV", "SGDClassifier", "LinearSVC"}
 SUPPORTED = REGRESSORS | CLASSIFIERS
+PROBAS = ("logistic", "ovr")
+
+
+def _proba(estimator: Any) -> str | None:
+    name = type(estimator).__name__
+    if name in ("LogisticRegression", "LogisticRegressionCV"):
+        return "logistic"
+    if name == "SGDClassifier" and getattr(estimator, "loss", None) == "log_loss":
+        return "ovr"
+    return None  # no predict_proba (LinearSVC, hinge losses) or not one inferd repeats
 
 
 def compile_linear(estimator: Any, writer: ArrayWriter) -> dict[str, Any]:
@@ -51,6 +71,7 @@ def compile_linear(estimator: Any, writer: ArrayWriter) -> dict[str, Any]:
     }
     if task == "classifier":
         spec["arrays"]["classes"] = writer.add("linear_classes", estimator.classes_)
+        spec["proba"] = _proba(estimator)
     return spec
 
 
@@ -75,13 +96,44 @@ class LinearModel:
             raise CompiledFormatError("classes and coefficients disagree on the class count")
         if self.classes is not None and self.coef.ndim != 2:
             raise CompiledFormatError("a linear classifier needs a coefficient matrix")
+        self.proba = spec.get("proba")
+        if self.proba is not None and (self.proba not in PROBAS or self.classes is None):
+            raise CompiledFormatError(f"unknown linear probabilities {self.proba!r}")
         # A 0-d intercept is a scalar to scikit-learn; index it once, not per request.
         self._intercept = self.intercept[()] if self.intercept.ndim == 0 else self.intercept
 
+    def _scores(self, rows: np.ndarray) -> np.ndarray:
+        return np.asarray(rows @ self.coef + self._intercept)
+
     def predict(self, rows: np.ndarray) -> np.ndarray:
-        scores = rows @ self.coef + self._intercept
+        scores = self._scores(rows)
         if self.classes is None:
             return np.asarray(scores)
         if scores.shape[1] == 1:
             return self.classes.take((scores[:, 0] > 0).astype(np.intp), axis=0)
         return self.classes.take(np.argmax(scores, axis=1), axis=0)
+
+    @property
+    def has_proba(self) -> bool:
+        return self.proba is not None
+
+    def predict_proba(self, rows: np.ndarray) -> np.ndarray:
+        if self.proba is None:
+            raise ValueError("this linear model has no predict_proba")
+        scores = self._scores(rows)
+        if scores.shape[1] == 1:
+            positive = np.empty(len(scores), dtype=np.float64)
+            kernel.expit(np.ascontiguousarray(scores[:, 0]), positive)
+            return np.stack([1 - positive, positive], axis=1)
+        if self.proba == "logistic":
+            return outputs.predict_proba("softmax", scores, 1)
+        proba = np.array(scores, dtype=np.float64, order="C")
+        flat = proba.reshape(-1)
+        kernel.expit(flat.copy(), flat)
+        sums = proba.sum(axis=1)
+        all_zero = sums == 0
+        if all_zero.any():
+            proba[all_zero, :] = 1
+            sums[all_zero] = proba.shape[1]
+        proba /= sums.reshape((proba.shape[0], -1))
+        return proba

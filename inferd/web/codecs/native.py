@@ -1,8 +1,11 @@
 """Decode a /predict/ request body into rows, and encode the answer.
 
 A body is `{"features": [[f, ...], ...]}`: a non-empty list of rows, each a
-non-empty list of finite JSON numbers, all rows of one width. Everything else is a
-BadRequestError whose message says what was expected and what came.
+non-empty list of finite JSON numbers, all rows of one width, and optionally
+`"output": "predict" | "predict_proba"` (absent: the model's default, its MLflow
+`pyfunc_predict_fn`). Everything else is a BadRequestError whose message says what was
+expected and what came. Probabilities are answered with the class of each column:
+`{"predictions": [[p, ...], ...], "classes": [...], "model_version": "2"}`.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import numpy as np
 import orjson
 
 from inferd.common.errors import BadRequestError
+from inferd.model.inputs import OUTPUTS
 
 _EXPECTED = 'expected a JSON object like {"features": [[5.1, 3.5, 1.4, 0.2]]}'
 
@@ -34,6 +38,12 @@ def json_type(value: Any) -> str:
 
 
 def decode(body: bytes, max_rows: int) -> np.ndarray:
+    """The rows of a /predict/ body."""
+    return decode_request(body, max_rows)[0]
+
+
+def decode_request(body: bytes, max_rows: int) -> tuple[np.ndarray, str | None]:
+    """The rows of a /predict/ body and the output it asks for (None: the default)."""
     if not body:
         raise BadRequestError(f"empty request body; {_EXPECTED}")
     try:
@@ -45,7 +55,15 @@ def decode(body: bytes, max_rows: int) -> np.ndarray:
         raise BadRequestError(f"got a JSON {json_type(doc)}; {_EXPECTED}")
     if "features" not in doc:
         raise BadRequestError(f"missing 'features'; {_EXPECTED}")
-    return to_rows(doc["features"], max_rows)
+    return to_rows(doc["features"], max_rows), _output(doc.get("output"))
+
+
+def _output(output: Any) -> str | None:
+    if output is None or output in OUTPUTS:
+        return output
+    shown = orjson.dumps(output).decode()[:40] if isinstance(output, str) else (
+        f"a JSON {json_type(output)}")
+    raise BadRequestError(f"'output' is {shown}; expected one of {', '.join(OUTPUTS)}")
 
 
 def to_rows(features: Any, max_rows: int) -> np.ndarray:
@@ -114,8 +132,9 @@ def _first_non_number(features: list[list[Any]]) -> str:
     return "features must be numbers"
 
 
-def encode(predictions: list[Any], version: str) -> bytes:
-    return orjson.dumps(
-        {"predictions": predictions, "model_version": version},
-        option=orjson.OPT_SERIALIZE_NUMPY,
-    )
+def encode(predictions: list[Any], version: str, classes: list[Any] | None = None) -> bytes:
+    """The answer; `classes` (probabilities only) names each probability column."""
+    answer: dict[str, Any] = {"predictions": predictions, "model_version": version}
+    if classes is not None:
+        answer = {"predictions": predictions, "classes": classes, "model_version": version}
+    return orjson.dumps(answer, option=orjson.OPT_SERIALIZE_NUMPY)
