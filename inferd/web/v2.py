@@ -19,7 +19,7 @@ from typing import Any
 import falcon
 
 from inferd import __version__
-from inferd.common.errors import ReloadBusyError, ServiceUnavailableError
+from inferd.common.errors import InferdError, ReloadBusyError, ServiceUnavailableError
 from inferd.model import tensors
 from inferd.model.inputs import ModelInput
 from inferd.model.loaded import LoadedModel
@@ -82,7 +82,7 @@ class ServedModel:
             return ServiceUnavailableError.MESSAGE
         try:
             self.holder.current()
-        except Exception as exc:  # NoModelError, or a slot this worker could not load
+        except InferdError as exc:  # NoModelError: nothing published, or nothing loads
             return str(exc)
         return None
 
