@@ -8,9 +8,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from falcon import testing
 
 from inferd.common.settings import Settings
+from inferd.reloading.reload import open_reloader
 from tests import fakes
+from tests.support import app_client
 
 
 @pytest.fixture
@@ -48,3 +51,20 @@ def settings(make_settings: Callable[..., Settings]) -> Settings:
 def forests() -> tuple[Any, Any]:
     """Two small, different iris forests ("version A" and "version B"), trained once."""
     return fakes.iris_forest(n_estimators=3, seed=0), fakes.iris_forest(n_estimators=3, seed=1)
+
+
+@pytest.fixture
+def make_client(make_settings: Callable[..., Settings], model_path: Path,
+                forests: tuple[Any, Any]) -> Callable[..., testing.TestClient]:
+    """A client of the whole app serving the first of `forests` from a local file,
+    published (publish=False: nothing published yet), with Settings overrides."""
+    fakes.write_model(model_path, forests[0])
+
+    def make(publish: bool = True, **overrides: Any) -> testing.TestClient:
+        settings = make_settings(**overrides)
+        reloader = open_reloader(settings)
+        if publish:
+            reloader.run()
+        return app_client(settings, runner=reloader)
+
+    return make

@@ -79,24 +79,8 @@ def test_encode_names_the_version() -> None:
 
 
 @pytest.fixture
-def make_client(
-    make_settings: Callable[..., Settings], model_path: Path, forests: tuple[Any, Any]
-) -> Callable[..., testing.TestClient]:
-    """A client whose app serves a published iris forest, with Settings overrides."""
-    write_model(model_path, forests[0])
-
-    def make(**overrides: Any) -> testing.TestClient:
-        settings = make_settings(max_rows=MAX_ROWS, **overrides)
-        reloader = open_reloader(settings)
-        reloader.run()
-        return app_client(settings, runner=reloader)
-
-    return make
-
-
-@pytest.fixture
 def client(make_client: Callable[..., testing.TestClient]) -> testing.TestClient:
-    return make_client()
+    return make_client(max_rows=MAX_ROWS)
 
 
 @pytest.mark.parametrize("name", VALID)

@@ -37,7 +37,7 @@ from inferd.common.errors import BadRequestError
 from inferd.model.inputs import OUTPUTS, Columns, ModelInput
 from inferd.model.tensors import DATATYPES, NUMPY_DTYPES
 from inferd.web.codecs import v2_binary
-from inferd.web.codecs.native import json_type
+from inferd.web.codecs.native import json_object, json_type
 
 _EXAMPLE = ('expected a JSON object like {"inputs": [{"name": "input-0", "datatype": "FP64", '
             '"shape": [1, 4], "data": [5.1, 3.5, 1.4, 0.2]}]}')
@@ -70,7 +70,7 @@ class InferRequest(NamedTuple):
 def decode(body: bytes, header_length: str | None, max_rows: int) -> InferRequest:
     """`header_length`: the request's Inference-Header-Content-Length, None without one."""
     header, tail = v2_binary.split(body, header_length)
-    doc = _json_object(header)
+    doc = json_object(header, _EXAMPLE)
     parameters = _parameters(doc.get("parameters"), "the request")
     inputs = doc.get("inputs")
     if not isinstance(inputs, list) or not inputs:
@@ -85,19 +85,6 @@ def decode(body: bytes, header_length: str | None, max_rows: int) -> InferReques
         raise BadRequestError(f"'id' is a JSON {json_type(request_id)}, expected a string")
     return InferRequest(request_id, tensors, _requested_outputs(doc.get("outputs")),
                         _flag(parameters, "binary_data_output", "the request"))
-
-
-def _json_object(header: bytes) -> dict[str, Any]:
-    if not header:
-        raise BadRequestError(f"empty request body; {_EXAMPLE}")
-    try:
-        doc = orjson.loads(header)
-    except orjson.JSONDecodeError as exc:
-        # orjson is strict JSON: NaN, Infinity and 1e999 are rejected here too.
-        raise BadRequestError(f"malformed JSON: {exc}") from None
-    if not isinstance(doc, dict):
-        raise BadRequestError(f"got a JSON {json_type(doc)}; {_EXAMPLE}")
-    return doc
 
 
 def _parameters(value: Any, where: str) -> dict[str, Any]:
