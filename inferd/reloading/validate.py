@@ -95,10 +95,9 @@ def _feature_names(estimator: Any) -> list[str] | None:
 
 
 def _classes(estimator: Any) -> list[Any] | None:
-    try:
-        classes = getattr(estimator, "classes_", None)
-    except AttributeError:  # a Pipeline whose last step has none
-        return None
+    # None for a regressor, and for a Pipeline whose last step has no classes_ (its
+    # property raises AttributeError, which getattr's default covers).
+    classes = getattr(estimator, "classes_", None)
     return np.asarray(classes).tolist() if classes is not None else None
 
 

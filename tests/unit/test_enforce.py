@@ -176,3 +176,12 @@ def test_a_frame_model_without_signature_takes_its_fitted_columns_as_sent() -> N
     as_sent = model_input(rules(signature=None, kind="frame", n_features=None),
                           Columns(("b", "a"), ([1], ["x"]), 1))
     assert list(as_sent.columns) == ["b", "a"]
+
+
+def test_a_float_matrix_for_a_frame_model_takes_the_signature_names_by_position() -> None:
+    frame_rules = rules(kind="frame")
+    frame = model_input(frame_rules, np.array([[1.5, 2.0, 3.0]]))
+    assert list(frame.columns) == ["a", "b", "c"]
+    assert [str(t) for t in frame.dtypes] == ["float64", "int64", "float32"]
+    with pytest.raises(BadRequestError, match=r"each row must have 3 features \(a, b, c\), got 2"):
+        model_input(frame_rules, np.ones((1, 2)))
