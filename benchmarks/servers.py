@@ -5,6 +5,7 @@ Falcon floor (gunicorn)."""
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -135,3 +136,23 @@ def running(server: Server) -> Iterator[Server]:
         yield server
     finally:
         server.stop()
+
+
+def start_mlserver(exe: Path, model_file: Path, workers: int, work: Path, log: Path) -> Server:
+    """MLServer (`mlserver start`, from its own virtualenv: `exe`) serving the
+    scikit-learn model in `model_file` as `iris` with `workers` inference processes
+    (`parallel_workers`), its HTTP, gRPC and metrics ports free loopback ones."""
+    port = free_port()
+    folder = work / "mlserver"
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "settings.json").write_text(json.dumps({
+        "host": "127.0.0.1", "http_port": port, "grpc_port": free_port(),
+        "metrics_port": free_port(), "parallel_workers": workers, "debug": False}))
+    (folder / "model-settings.json").write_text(json.dumps({
+        "name": "iris", "implementation": "mlserver_sklearn.SKLearnModel",
+        "parameters": {"uri": str(model_file)}}))
+    url = f"http://127.0.0.1:{port}"
+    server = Server("mlserver", _spawn("mlserver", [str(exe), "start", str(folder)],
+                                       clean_env(), log),
+                    url, f"{url}/v2/models/iris/infer", log)
+    return _wait(server, "/v2/models/iris/ready", 300)

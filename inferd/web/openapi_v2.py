@@ -69,7 +69,7 @@ SCHEMAS: dict[str, Any] = {
             "name": {"type": "string"},
             "versions": {"type": "array", "items": {"type": "string"},
                          "description": "the one version that serves"},
-            "platform": {"type": "string", "enum": ["inferd/compiled", "inferd/fallback"]},
+            "platform": {"type": "string", "enum": ["inferd_compiled", "inferd_fallback"]},
             "inputs": {"type": "array", "items": _ref("V2MetadataTensor")},
             "outputs": {"type": "array", "items": _ref("V2MetadataTensor")},
             "default_output": {"type": "string", "enum": list(OUTPUTS),

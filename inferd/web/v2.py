@@ -19,7 +19,7 @@ from typing import Any
 import falcon
 
 from inferd import __version__
-from inferd.common.errors import ReloadBusyError, ServiceUnavailableError
+from inferd.common.errors import InferdError, ReloadBusyError, ServiceUnavailableError
 from inferd.model import tensors
 from inferd.model.inputs import ModelInput
 from inferd.model.loaded import LoadedModel
@@ -82,7 +82,7 @@ class ServedModel:
             return ServiceUnavailableError.MESSAGE
         try:
             self.holder.current()
-        except Exception as exc:  # NoModelError, or a slot this worker could not load
+        except InferdError as exc:  # NoModelError: nothing published, or nothing loads
             return str(exc)
         return None
 
@@ -140,7 +140,7 @@ def model_metadata(name: str, model: LoadedModel) -> dict[str, Any]:
     info = model.describe()
     parameters = {key: info[key] for key in ("form", "fallback_reason", "estimator",
                                              "generation") if info.get(key) is not None}
-    return {"name": name, "versions": [model.version], "platform": f"inferd/{model.form}",
+    return {"name": name, "versions": [model.version], "platform": f"inferd_{model.form}",
             **tensors.describe(model), "parameters": parameters}
 
 

@@ -17,10 +17,13 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
+import hypothesis.strategies as st
 import numpy as np
+import orjson
 import pytest
 import requests
 import tritonclient.http as triton
+from hypothesis import HealthCheck, given, settings
 from open_inference.openapi import InferenceRequest, RequestInput
 from open_inference.openapi.client import OpenInferenceClient
 from open_inference.openapi.core.api_error import ApiError
@@ -161,6 +164,38 @@ def test_the_open_inference_client_agrees(server: InferdServer,
     with pytest.raises(ApiError) as unknown:  # the client names 400s only, as Triton's
         oip.read_model_metadata("other")
     assert unknown.value.status_code == 404
+
+
+# -- fuzzed bodies on the wire -------------------------------------------------------------
+
+
+def _framed(datatype: str, shape: list[int], tail: bytes, declared: int) -> tuple[bytes, str]:
+    header = orjson.dumps({"inputs": [{"name": "input-0", "datatype": datatype, "shape": shape,
+                                       "parameters": {"binary_data_size": declared}}],
+                           "parameters": {"binary_data_output": True}})
+    return header + tail, str(len(header))
+
+
+BINARY_BODIES = (
+    st.tuples(st.binary(max_size=300), st.none() | st.integers(-2, 320).map(str))
+    | st.builds(_framed, st.sampled_from(["FP64", "FP32", "INT64", "BOOL", "BYTES", "FP16"]),
+                st.lists(st.integers(0, 6), min_size=1, max_size=3),
+                st.binary(max_size=200), st.integers(0, 220))
+)
+
+
+@given(BINARY_BODIES)
+@settings(max_examples=80, deadline=None, suppress_health_check=list(HealthCheck))
+def test_any_binary_body_gets_a_json_4xx_or_an_answer(server: InferdServer,
+                                                      framed: tuple[bytes, str | None]) -> None:
+    body, header = framed
+    headers = {"Connection": "close"} | ({} if header is None else {
+        "Inference-Header-Content-Length": header})
+    resp = requests.post(f"{server.url}/v2/models/{NAME}/infer", data=body, headers=headers,
+                         timeout=HTTP_TIMEOUT)
+    assert resp.status_code in (200, 400), (body[:80], header, resp.status_code, resp.text)
+    if resp.status_code == 400:
+        assert list(resp.json()) == ["error"]
 
 
 # -- a reload under v2 load -----------------------------------------------------------------

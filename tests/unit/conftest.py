@@ -11,7 +11,9 @@ import pytest
 from falcon import testing
 
 from inferd.common.settings import Settings
+from inferd.reloading.reload import open_reloader
 from tests import fakes
+from tests.support import app_client
 
 
 @pytest.fixture
@@ -54,17 +56,15 @@ def forests() -> tuple[Any, Any]:
 @pytest.fixture
 def make_client(make_settings: Callable[..., Settings], model_path: Path,
                 forests: tuple[Any, Any]) -> Callable[..., testing.TestClient]:
-    """An HTTP test client whose app serves a published iris forest (`forests[0]`, a
-    local file, published in this process), with Settings overrides."""
-    from inferd.reloading.reload import open_reloader
-    from tests.support import app_client
-
+    """A client of the whole app serving the first of `forests` from a local file,
+    published (publish=False: nothing published yet), with Settings overrides."""
     fakes.write_model(model_path, forests[0])
 
-    def make(**overrides: Any) -> testing.TestClient:
+    def make(publish: bool = True, **overrides: Any) -> testing.TestClient:
         settings = make_settings(**overrides)
         reloader = open_reloader(settings)
-        reloader.run()
+        if publish:
+            reloader.run()
         return app_client(settings, runner=reloader)
 
     return make

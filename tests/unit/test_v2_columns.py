@@ -20,8 +20,8 @@ from tritonclient.http._utils import _get_inference_request
 
 from inferd.common.settings import Settings
 from inferd.reloading.reload import open_reloader
+from tests.fakes import colour_pipeline, save_mlflow_model
 from tests.support import app_client
-from tests.unit.test_signature import colour_pipeline, save_mlflow
 
 NAME = "iris-model"  # MLFLOW_MODEL_NAME's default
 ROWS = 5
@@ -35,8 +35,8 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     pipeline, frame = colour_pipeline()
     x, y = load_iris(return_X_y=True)
     logistic = LogisticRegression(max_iter=500).fit(x, y)
-    return {"colours": save_mlflow(root / "colours", pipeline, input_example=frame.head(3)),
-            "proba": save_mlflow(root / "proba", logistic, pyfunc_predict_fn="predict_proba",
+    return {"colours": save_mlflow_model(root / "colours", pipeline, input_example=frame.head(3)),
+            "proba": save_mlflow_model(root / "proba", logistic, pyfunc_predict_fn="predict_proba",
                                  signature=infer_signature(x, logistic.predict_proba(x)))}
 
 
@@ -65,7 +65,7 @@ def column_inputs(frame: Any) -> list[dict[str, Any]]:
 def test_metadata_lists_the_signature_columns(serve: Callable[[str], testing.TestClient]
                                               ) -> None:
     meta = serve("colours").simulate_get(f"/v2/models/{NAME}").json
-    assert meta["platform"] == "inferd/fallback"
+    assert meta["platform"] == "inferd_fallback"
     assert meta["inputs"] == [{"name": "colour", "datatype": "BYTES", "shape": [-1]},
                               {"name": "size", "datatype": "FP64", "shape": [-1]},
                               {"name": "count", "datatype": "INT64", "shape": [-1]}]

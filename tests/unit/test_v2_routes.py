@@ -5,7 +5,6 @@ shape of every failure under /v2, falcon's own 404 and 405 included."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -14,34 +13,14 @@ import tritonclient.http as triton
 from falcon import testing
 from tritonclient.http._utils import _get_inference_request
 
-from inferd.common.settings import Settings
-from inferd.reloading.reload import open_reloader
-from tests.fakes import write_model
-from tests.support import app_client
-
-NAME = "iris-model"
+NAME = "iris-model"  # MLFLOW_MODEL_NAME's default
 ROWS = [[5.1, 3.5, 1.4, 0.2], [6.7, 3.0, 5.2, 2.3], [5.9, 3.0, 4.2, 1.5]]
 MAX_ROWS = 8
 
 
 @pytest.fixture
-def make_client(make_settings: Callable[..., Settings], model_path: Path,
-                forests: tuple[Any, Any]) -> Callable[..., testing.TestClient]:
-    write_model(model_path, forests[0])
-
-    def make(publish: bool = True, **overrides: Any) -> testing.TestClient:
-        settings = make_settings(max_rows=MAX_ROWS, mlflow_model_name=NAME, **overrides)
-        reloader = open_reloader(settings)
-        if publish:
-            reloader.run()
-        return app_client(settings, runner=reloader)
-
-    return make
-
-
-@pytest.fixture
 def client(make_client: Callable[..., testing.TestClient]) -> testing.TestClient:
-    return make_client()
+    return make_client(max_rows=MAX_ROWS)
 
 
 def served_version(client: testing.TestClient) -> str:
@@ -80,7 +59,7 @@ def test_model_metadata_describes_the_slot(client: testing.TestClient) -> None:
     for path in (f"/v2/models/{NAME}", f"/v2/models/{NAME}/versions/{version}"):
         meta = client.simulate_get(path).json
         assert meta["name"] == NAME and meta["versions"] == [version]
-        assert meta["platform"] == "inferd/compiled"
+        assert meta["platform"] == "inferd_compiled"
         assert meta["inputs"] == [{"name": "input-0", "datatype": "FP64", "shape": [-1, 4]}]
         assert meta["outputs"][0]["name"] == "predict"
         assert meta["parameters"]["form"] == "compiled"

@@ -42,17 +42,24 @@ def decode(body: bytes, max_rows: int) -> np.ndarray:
     return decode_request(body, max_rows)[0]
 
 
-def decode_request(body: bytes, max_rows: int) -> tuple[np.ndarray, str | None]:
-    """The rows of a /predict/ body and the output it asks for (None: the default)."""
+def json_object(body: bytes, expected: str) -> dict[str, Any]:
+    """The JSON object a request body holds (shared by the protocols' codecs); a
+    BadRequestError ending with `expected` otherwise."""
     if not body:
-        raise BadRequestError(f"empty request body; {_EXPECTED}")
+        raise BadRequestError(f"empty request body; {expected}")
     try:
         doc = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         # orjson is strict JSON: NaN, Infinity and 1e999 are rejected here too.
         raise BadRequestError(f"malformed JSON: {exc}") from None
     if not isinstance(doc, dict):
-        raise BadRequestError(f"got a JSON {json_type(doc)}; {_EXPECTED}")
+        raise BadRequestError(f"got a JSON {json_type(doc)}; {expected}")
+    return doc
+
+
+def decode_request(body: bytes, max_rows: int) -> tuple[np.ndarray, str | None]:
+    """The rows of a /predict/ body and the output it asks for (None: the default)."""
+    doc = json_object(body, _EXPECTED)
     if "features" not in doc:
         raise BadRequestError(f"missing 'features'; {_EXPECTED}")
     return to_rows(doc["features"], max_rows), _output(doc.get("output"))
