@@ -114,7 +114,9 @@ def test_boosters_compile_and_pyfunc_falls_back(mlflow_server: MlflowServer,
     server = start_inferd(tmp_path, {"MODEL_SOURCE": "mlflow",
                                      "MLFLOW_TRACKING_URI": mlflow_server.url,
                                      "MLFLOW_MODEL_NAME": NAME, "MLFLOW_MODEL_ALIAS": ALIAS,
-                                     "INFERD_TEST_PROBE_DIR": str(probes)},
+                                     "INFERD_TEST_PROBE_DIR": str(probes),
+                                     # pyfunc models are cloudpickled; the test wrote them
+                                     "INFERD_ALLOW_PICKLE": "true"},
                           config="python:tests.integration.probe_conf")
     try:
         pids = server.worker_pids()

@@ -184,7 +184,9 @@ def servers(mlflow_server: MlflowServer,
     try:
         inferd = start_inferd(base, {
             "MODEL_SOURCE": "mlflow", "MLFLOW_TRACKING_URI": mlflow_server.url,
-            "MLFLOW_MODEL_NAME": NAME, "MLFLOW_MODEL_ALIAS": ALIAS})
+            "MLFLOW_MODEL_NAME": NAME, "MLFLOW_MODEL_ALIAS": ALIAS,
+            # The models are cloudpickled (above): this registry's writer is the test.
+            "INFERD_ALLOW_PICKLE": "true"})
         for oracle in oracles.values():
             wait_for(lambda o=oracle: pings(o.url), READY_TIMEOUT,
                      f"{oracle.process.name} to answer /ping", oracle.process, interval=0.3)
