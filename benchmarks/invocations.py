@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -180,10 +179,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=10.0, help="a wrk run's length")
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
-    parser.add_argument("--cache", type=Path,
-                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                        / "inferd-bench")
+    tools.add_output_arguments(parser)
     args = parser.parse_args()
     tools.require_wrk()
     at_start = machine()  # before the run: its load average is the one that matters

@@ -327,10 +327,7 @@ def main() -> int:
                         help=f"compare ratios with {BASELINE.name}; exit 1 on a regression")
     parser.add_argument("--tolerance", type=float, default=0.35,
                         help="allowed relative regression of a ratio in --check (0.35)")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
-    parser.add_argument("--cache", type=Path,
-                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                        / "inferd-bench")
+    tools.add_output_arguments(parser)
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"))
     parser.add_argument("--write-baseline", action="store_true",

@@ -6,6 +6,7 @@ Debian package; `require_wrk` says how to install it when it is missing.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -18,6 +19,15 @@ from pathlib import Path
 from typing import Any
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def add_output_arguments(parser: argparse.ArgumentParser) -> None:
+    """--out (where results go) and --cache (trained models kept between runs), the
+    same for every benchmark command."""
+    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
+    parser.add_argument("--cache", type=Path,
+                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                        / "inferd-bench")
 
 
 def require_wrk() -> str:

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import tempfile
 import time
@@ -239,10 +238,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=8)
     parser.add_argument("--mlserver", type=Path, default=DEFAULT_MLSERVER,
                         help=f"the mlserver command of its own virtualenv ({DEFAULT_MLSERVER})")
-    parser.add_argument("--out", type=Path, default=Path(__file__).with_name("results"))
-    parser.add_argument("--cache", type=Path,
-                        default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
-                        / "inferd-bench")
+    tools.add_output_arguments(parser)
     args = parser.parse_args()
     tools.require_wrk()
     started = time.monotonic()
