@@ -29,7 +29,10 @@ from inferd.web.origin import AdminOriginGuard
 def create_app(service: WorkerService) -> falcon.App:
     settings = service.settings
     middleware: list[Any] = [
-        RequestContext(), scoring.ProtocolErrors(), v2.ErrorShape(),
+        RequestContext(),
+        # Each protocol's routes answer errors in its own shape; the rest {"detail": ...}.
+        errors.ErrorShapes({v2.PREFIX: v2.error_body, "/invocations": scoring.error_body,
+                            "/ping": scoring.error_body, "/version": scoring.error_body}),
         AdminOriginGuard(token_configured=settings.admin_token is not None)]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True

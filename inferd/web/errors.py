@@ -1,10 +1,11 @@
 """The one map from inferd's errors to HTTP statuses, and the JSON error body.
 
 inferd's own routes answer errors as `{"detail": "..."}`; a protocol with its own error
-shape (MLflow's, the Open Inference Protocol's) sets `req.context.error_body` before it
-can fail, and every handler below writes the body through it. Unknown exceptions answer 500 with a
-generic detail and are logged with their traceback; clients never see one. The
-only status set outside the error table is `/health/`'s, by readiness (below).
+shape (MLflow's, the Open Inference Protocol's) is given its routes' roots in
+`ErrorShapes`, which sets `req.context.error_body` before routing, and every handler
+below writes the body through it. Unknown exceptions answer 500 with a generic detail
+and are logged with their traceback; clients never see one. The only status
+set outside the error table is `/health/`'s, by readiness (below).
 """
 
 from __future__ import annotations
@@ -57,6 +58,22 @@ ErrorBody = Callable[[str, str], dict[str, Any]]
 
 def detail_body(status: str, message: str) -> dict[str, Any]:
     return {"detail": message}
+
+
+class ErrorShapes:
+    """Middleware: the error shape of the protocol that owns a request's path. `shapes`
+    maps a route root ("/v2", "/invocations") to its ErrorBody; the root and every path
+    below it take that shape, falcon's own 404 and 405 included, since this runs before
+    routing."""
+
+    def __init__(self, shapes: dict[str, ErrorBody]) -> None:
+        self.shapes = shapes
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        root = "/" + req.path.split("/", 2)[1]
+        shape = self.shapes.get(root)
+        if shape is not None:
+            req.context.error_body = shape
 
 
 def _body(req: falcon.Request, status: str, message: str) -> dict[str, Any]:

@@ -4,7 +4,7 @@ by changing the URL: `POST /invocations`, `GET /ping`, `GET /version`.
 The resources parse (`inferd.web.codecs.scoring`), call the one predict use case and
 format; every error on these routes, falcon's own (405, ...) included, answers in
 MLflow's shape, `{"error_code": "BAD_REQUEST", "message": "..."}`, through
-`req.context.error_body` (`inferd.web.errors`). The differences from
+`inferd.web.errors.ErrorShapes` (app.py). The differences from
 `mlflow models serve` kept on purpose are listed in docs/protocols.md.
 """
 
@@ -37,23 +37,10 @@ def error_body(status: str, message: str) -> dict[str, Any]:
     return {"error_code": code, "message": message}
 
 
-class ProtocolErrors:
-    """Middleware: a resource with an `error_body` attribute shapes every error on its
-    route, also those falcon raises before a responder runs (405 for another method)."""
-
-    def process_resource(self, req: falcon.Request, resp: falcon.Response, resource: Any,
-                         params: dict[str, Any]) -> None:
-        shape = getattr(resource, "error_body", None)
-        if shape is not None:
-            req.context.error_body = shape
-
-
 class InvocationsResource:
     """`POST /invocations`: JSON (`dataframe_split`, `dataframe_records`, `instances`,
     `inputs`) or CSV in; `{"predictions": [...]}` out, computed by the model's default
     output (its `pyfunc_predict_fn`), as `mlflow models serve` answers."""
-
-    error_body = staticmethod(error_body)
 
     def __init__(self, predict: Predict, max_body: int, max_rows: int) -> None:
         self.predict = predict
@@ -73,8 +60,6 @@ class InvocationsResource:
 class PingResource:
     """`GET /ping`: 200 while this worker has a model to answer with, else 503."""
 
-    error_body = staticmethod(error_body)
-
     def __init__(self, health: HealthCheck) -> None:
         self.health = health
 
@@ -89,8 +74,6 @@ class PingResource:
 
 class VersionResource:
     """`GET /version`: inferd's version, as plain text (MLflow answers its own)."""
-
-    error_body = staticmethod(error_body)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         resp.text = __version__

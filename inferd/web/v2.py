@@ -8,7 +8,8 @@
 
 The one model is named MLFLOW_MODEL_NAME whatever the source; its one version is the
 served one. Another name, or another version (only the served model is loaded), is a
-404. Errors are `{"error": "..."}` (`ErrorShape`), statuses from the one table in
+404. Errors are `{"error": "..."}` (`error_body`, which app.py gives
+`inferd.web.errors.ErrorShapes` for /v2), statuses from the one table in
 `inferd.web.errors`. Decoding and encoding are `inferd.web.codecs.v2`.
 """
 
@@ -38,15 +39,6 @@ _SAME_VERSION_TRIES = 3
 
 def error_body(status: str, message: str) -> dict[str, Any]:
     return {"error": message}
-
-
-class ErrorShape:
-    """Middleware: every error answer under /v2 is `{"error": ...}`, falcon's own 404
-    and 405 for paths and methods no resource takes included."""
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        if req.path.startswith(PREFIX) and req.path[len(PREFIX):len(PREFIX) + 1] in ("", "/"):
-            req.context.error_body = error_body
 
 
 class ServedModel:
