@@ -180,10 +180,20 @@ class TreeEnsemble:
         self.baseline = np.asarray(baseline, dtype=np.float64)
         self._check()
         self.n_trees = trees
+        # Set only when the row-major walk is the faster one (kernel.accumulate_rows).
+        self._depth = kernel.tree_depths(self.children, self.roots, self.leaf) \
+            if self._rows_walk_fits() else None
         self._inputs = ((kernel.KEEP if not self.round32 else
                          kernel.FLOAT32_NAN if self.allow_nan else kernel.FLOAT32)
                         | (kernel.SUM32 if self.sum32 else 0)
                         | (kernel.TINY_ZERO if self.tiny_zero else 0))
+
+    def _rows_walk_fits(self) -> bool:
+        """One raw score a row, no categorical split and a table that stays in cache."""
+        table_bytes = sum(getattr(self, name).nbytes for name in _KERNEL_DTYPES)
+        return (self.columns == 1 and self.values.shape[1] == 1
+                and not bool((np.asarray(self.cat_node) >= 0).any())
+                and table_bytes <= kernel.ROW_MAJOR_BYTES)
 
     def _truncated_categories(self) -> None:
         """LightGBM's categorical features: every category not in a split's bitset goes
@@ -291,11 +301,19 @@ class TreeEnsemble:
         if x.ndim != 2 or x.shape[1] != self.n_features:  # the kernel reads x unchecked
             raise ValueError(f"expected rows of {self.n_features} features, got {x.shape}")
         out = np.empty((len(x), self.columns), dtype=np.float64)
-        if kernel.accumulate(x, self._inputs, self.children, self.feature, self.threshold,
-                             self.missing_left, self.leaf, self.roots, self.tree_column,
-                             self.values, self.zero_missing, self.cat_node, self.left_bits,
-                             self.cat_feature_row, self.known_bits, self.baseline,
-                             out) == kernel.REFUSED:
+        # Fewer rows than the walk's lanes would repeat a row's walk for nothing.
+        if self._depth is not None and len(x) >= kernel.LANES:
+            answer = kernel.accumulate_rows(
+                x, self._inputs, self.children, self.feature, self.threshold,
+                self.missing_left, self.roots, self._depth, self.values, self.zero_missing,
+                self.baseline, out)
+        else:
+            answer = kernel.accumulate(
+                x, self._inputs, self.children, self.feature, self.threshold,
+                self.missing_left, self.leaf, self.roots, self.tree_column, self.values,
+                self.zero_missing, self.cat_node, self.left_bits, self.cat_feature_row,
+                self.known_bits, self.baseline, out)
+        if answer == kernel.REFUSED:
             raise ValueError("Input X contains NaN, infinity or a value too large for "
                              "dtype('float32').")
         return out
