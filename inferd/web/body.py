@@ -8,6 +8,7 @@ import falcon
 
 from inferd.common.errors import PayloadTooLargeError, RequestTimeoutError
 from inferd.common.read_deadline import DEADLINES
+from inferd.web.socket_body import read_exactly
 
 
 def read_body(req: falcon.Request, max_bytes: int) -> bytes:
@@ -27,7 +28,9 @@ def read_body(req: falcon.Request, max_bytes: int) -> bytes:
     # environ; an in-process test client has none, and then nothing is armed).
     DEADLINES.arm(req.env.get("gunicorn.socket"), "body")
     try:
-        body = (req.stream if chunked else req.bounded_stream).read(max_bytes + 1)
+        body = None if length is None else read_exactly(req.env.get("wsgi.input"), length)
+        if body is None:
+            body = (req.stream if chunked else req.bounded_stream).read(max_bytes + 1)
     except OSError as exc:
         if DEADLINES.disarm():
             raise _too_slow() from exc
