@@ -12,11 +12,11 @@ model with the same worker count, and to the floor):
   breast-cancer data, an MLflow model), 2 workers; the same on XGBoost (300 trees of
   depth 6) and LightGBM (300 trees of 31 leaves), each an MLflow model of its own
   flavor (`xgb`, `lgb`), with summed PSS by workers;
-- big batches: 10 000 rows in one request on the iris forest and a 300-tree forest
-  (breast cancer), against scikit-learn's own single-thread predict_proba in-process on
-  the same rows; on the XGBoost and LightGBM models against the library's own
-  single-thread predict; and the kernel against scikit-learn in-process
-  (`benchmarks.kernel`);
+- big batches: 10 000 rows in one request, as `/predict/` JSON and as v2 binary, on the
+  iris forest and a 300-tree forest (breast cancer), against scikit-learn's own
+  single-thread predict_proba in-process on the same rows; on the XGBoost and LightGBM
+  models against the library's own single-thread predict; and the kernel against
+  scikit-learn in-process (`benchmarks.kernel`);
 - memory: summed PSS (smaps_rollup) of each server's process tree, iris with 2
   workers, and inferd on the large forest and on the boosted model with 1, 2 and 4
   workers;
@@ -53,6 +53,7 @@ import requests
 from benchmarks import report, tools
 from benchmarks.models import Models, prepare
 from benchmarks.servers import Server, running, start_floor, start_inferd, start_mlflow
+from benchmarks.v2_client import V2_MODEL_NAME, v2_binary, v2_binary_output
 
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
 BREAST_CANCER_ROW = [17.99, 10.38, 122.8, 1001.0, 0.1184, 0.2776, 0.3001, 0.1471, 0.2419,
@@ -185,16 +186,26 @@ class Suite:
             with threadpool_limits(1):
                 theirs = tools.best_of(lambda: theirs_fn(estimator, x), repeat)  # noqa: B023
             body = orjson.dumps({"features": x.tolist()})
+            binary, headers = v2_binary(x)  # both bodies made before the clock starts
             with running(start_inferd(path, self.inferd_state(f"big-{name}"), 2,
                                       self.log(f"inferd-big-{name}"), self.args.worker_class,
-                                      INFERD_MAX_BODY_BYTES=str(2 * len(body)))) as server:
-                answer = requests.post(server.predict_url, data=body, timeout=120).json()
-                if answer["predictions"] != estimator.predict(x).tolist():
+                                      INFERD_MAX_BODY_BYTES=str(2 * len(body)))) as server, \
+                    requests.Session() as session:
+                infer = f"{server.url}/v2/models/{V2_MODEL_NAME}/infer"
+                labels = estimator.predict(x)
+                answer = session.post(server.predict_url, data=body, timeout=120).json()
+                answer_v2 = session.post(infer, data=binary, headers=headers, timeout=120)
+                if (answer["predictions"] != labels.tolist()
+                        or not np.array_equal(v2_binary_output(answer_v2), labels)):
                     raise RuntimeError(f"inferd's answer on {name} differs from the model's")
-                ours = tools.best_of(lambda: requests.post(  # noqa: B023
+                ours = tools.best_of(lambda: session.post(  # noqa: B023
                     server.predict_url, data=body, timeout=120), repeat)  # noqa: B023
+                ours_v2 = tools.best_of(lambda: session.post(  # noqa: B023
+                    infer, data=binary, headers=headers, timeout=120), repeat)  # noqa: B023
             self.results[f"big_batch_{name}"] = {"rows": rows, "body_mb": len(body) / 2**20,
                                                  "inferd_request_ms": ours * 1e3,
+                                                 "inferd_v2_binary_ms": ours_v2 * 1e3,
+                                                 "binary_body_mb": len(binary) / 2**20,
                                                  "sklearn_in_process_ms": theirs * 1e3}
 
     def reload_under_load(self) -> None:

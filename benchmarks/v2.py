@@ -42,25 +42,10 @@ from benchmarks import tools
 from benchmarks.models import prepare
 from benchmarks.servers import Server, running, start_inferd, start_mlserver
 from benchmarks.suite import IRIS_ROW, machine
+from benchmarks.v2_client import V2_MODEL_NAME, v2_binary, v2_binary_output, v2_json
 
-HEADER = "Inference-Header-Content-Length"
 BIG_ROWS = 10_000
 DEFAULT_MLSERVER = Path("/work/venvs/mlserver/bin/mlserver")
-
-
-def v2_json(rows: np.ndarray) -> bytes:
-    return orjson.dumps({"inputs": [{"name": "input-0", "datatype": "FP64",
-                                     "shape": list(rows.shape), "data": rows.ravel()}]},
-                        option=orjson.OPT_SERIALIZE_NUMPY)
-
-
-def v2_binary(rows: np.ndarray) -> tuple[bytes, dict[str, str]]:
-    header = orjson.dumps({
-        "inputs": [{"name": "input-0", "datatype": "FP64", "shape": list(rows.shape),
-                    "parameters": {"binary_data_size": rows.nbytes}}],
-        "parameters": {"binary_data_output": True}})
-    body = header + np.ascontiguousarray(rows, dtype="<f8").tobytes()
-    return body, {HEADER: str(len(header))}
 
 
 def measure(server: Server, url: str, body: bytes, seconds: float,
@@ -87,7 +72,7 @@ def one_row(args: argparse.Namespace, models: Any, work: Path) -> dict[str, Any]
     with running(start_inferd(models.iris_dir, work / "state-iris", 2,
                               work / "logs" / "inferd-iris.log")) as server:
         urls = {"predict": server.predict_url,
-                "v2_json": f"{server.url}/v2/models/iris-model/infer"}
+                "v2_json": f"{server.url}/v2/models/{V2_MODEL_NAME}/infer"}
         rounds: dict[str, list[dict[str, Any]]] = {"predict": [], "v2_json": []}
         for _ in range(2):
             for name in ("predict", "v2_json"):
@@ -132,7 +117,7 @@ def big_batch(args: argparse.Namespace, name: str, model_file: Path, rows: np.nd
                               INFERD_MAX_BODY_BYTES=str(body_limit),
                               INFERD_MAX_ROWS=str(len(rows)))) as server, \
             requests.Session() as session:
-        infer = f"{server.url}/v2/models/iris-model/infer"
+        infer = f"{server.url}/v2/models/{V2_MODEL_NAME}/infer"
 
         def predict(s: requests.Session) -> np.ndarray:
             body = orjson.dumps({"features": rows}, option=orjson.OPT_SERIALIZE_NUMPY)
@@ -145,11 +130,7 @@ def big_batch(args: argparse.Namespace, name: str, model_file: Path, rows: np.nd
 
         def binary_v2(s: requests.Session) -> np.ndarray:
             body, headers = v2_binary(rows)
-            resp = s.post(infer, data=body, headers=headers, timeout=120)
-            length = int(resp.headers[HEADER])
-            output = orjson.loads(resp.content[:length])["outputs"][0]
-            dtype = {"INT64": "<i8", "FP64": "<f8"}[output["datatype"]]
-            return np.frombuffer(resp.content, dtype=dtype, offset=length)
+            return v2_binary_output(s.post(infer, data=body, headers=headers, timeout=120))
 
         figures: dict[str, Any] = {"rows": len(rows), "features": rows.shape[1],
                                    "json_body_mb": len(v2_json(rows)) / 2**20}

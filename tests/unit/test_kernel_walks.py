@@ -81,7 +81,7 @@ def _models(seed: int, kind: str) -> tuple[Any, np.ndarray]:
 @SETTINGS
 @given(seed=st.integers(0, 10_000),
        kind=st.sampled_from(["xgboost", "lightgbm", "hist", "gradient"]),
-       rows=st.integers(0, 11))
+       rows=st.integers(0, 40))
 def test_the_row_major_walk_equals_the_tree_major_one(tmp_path: Path, seed: int, kind: str,
                                                        rows: int) -> None:
     model, x = _models(seed, kind)
