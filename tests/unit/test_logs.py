@@ -36,6 +36,17 @@ def test_app_records_carry_the_correlation_id_and_their_extra_fields() -> None:
     assert str(doc["timestamp"]).endswith("Z")
 
 
+def test_each_line_has_its_own_records_time_to_the_millisecond() -> None:
+    formatter = logs.JsonFormatter()
+    stamps = []
+    for created in (1_700_000_000.25, 1_700_000_000.999, 1_700_000_001.5, 1_699_999_999.0):
+        record = logging.LogRecord("inferd", logging.INFO, __file__, 1, "m", (), None)
+        record.created, record.msecs = created, (created - int(created)) * 1000
+        stamps.append(json.loads(formatter.format(record))["timestamp"])
+    assert stamps == ["2023-11-14T22:13:20.250Z", "2023-11-14T22:13:20.999Z",
+                      "2023-11-14T22:13:21.500Z", "2023-11-14T22:13:19.000Z"]
+
+
 class _Cfg:
     """The few gunicorn settings `Logger.atoms` reads."""
     access_log_format = '%(h)s "%(r)s" %(s)s'
