@@ -11,7 +11,8 @@ request, for inferd and for the floor (`benchmarks.floor_app`):
 - through gunicorn's own parser, `wsgi.create`, the app, gunicorn's response writer
   and the access line, as a gthread worker runs them, with no socket: what a worker's
   CPU pays per request short of the system calls. Measured as CPU time (best of 5
-  batches), which is the quantity the suite's "server CPU a request" compares.
+  batches), which is the quantity the suite's "server CPU a request" compares; then
+  split into its phases (parse, `wsgi.create`, the app, the writer, the access line).
 
 Run it before and after a change to the request path, in turn, in the two trees:
 
@@ -93,6 +94,41 @@ def through_gunicorn(app: Any, body: bytes, log: Any,
             raise RuntimeError(f"the request answered {resp.status}")
 
     return one
+
+
+PHASES = ("parse", "wsgi.create", "app", "write", "access line")
+
+
+def phases(app: Any, body: bytes, log: Any, n: int) -> list[float]:
+    """Median wall microseconds of each of PHASES over `n` requests through gunicorn's
+    path (medians: a shared machine's preemptions land in a few samples): where a step
+    that is cheap in a hot loop costs more between two requests."""
+    from gunicorn.http import wsgi
+    from gunicorn.http.parser import RequestParser
+
+    raw = (b"POST /predict/ HTTP/1.1\r\nHost: 127.0.0.1:8000\r\nContent-Length: %d\r\n"
+           b"Content-Type: application/json\r\n\r\n%s" % (len(body), body))
+    client, sock = ("127.0.0.1", 50000), _DiscardingSocket()
+    samples: list[list[int]] = [[] for _ in PHASES]
+    clock = time.perf_counter_ns
+    for _ in range(n):
+        t0 = clock()
+        req = next(RequestParser(log.cfg, iter([raw]), client))
+        t1 = clock()
+        resp, environ = wsgi.create(req, sock, client, "127.0.0.1:8000", log.cfg)
+        t2 = clock()
+        chunks = list(app(environ, resp.start_response))
+        t3 = clock()
+        for chunk in chunks:
+            resp.write(chunk)
+        resp.close()
+        t4 = clock()
+        log.access(resp, req, environ, timedelta(microseconds=(t4 - t1) // 1000))
+        t5 = clock()
+        for i, (start, end) in enumerate(zip((t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5),
+                                             strict=True)):
+            samples[i].append(end - start)
+    return [statistics.median(phase) / 1000 for phase in samples]
 
 
 def through_falcon(app: Any, body: bytes) -> Callable[[], None]:
@@ -185,6 +221,10 @@ def main() -> int:
     for name, app_under_test in (("inferd", app), ("floor", floor)):
         one = through_gunicorn(app_under_test, body, log)
         print(f"| {name} | {cpu_per_call(one, args.n):.1f} |")
+    ours, floors = phases(app, body, log, args.n), phases(floor, body, log, args.n)
+    print("\n| phase through gunicorn | inferd, median us | floor, median us |\n|---|---|---|")
+    for name, mine, bare in zip(PHASES, ours, floors, strict=True):
+        print(f"| {name} | {mine:.1f} | {bare:.1f} |")
     logging.shutdown()
     return 0
 
