@@ -1,7 +1,13 @@
 """The floor: a bare Falcon app under gunicorn that answers every POST with a fixed
 JSON body and loads no model. What inferd's web stack costs with nothing to predict.
 
-    gunicorn benchmarks.floor_app:app
+It runs under inferd's own gunicorn settings and hooks (`benchmarks.servers.start_floor`
+passes `-c python:inferd.gunicorn_conf`): the same worker class, the same JSON access
+line a request, the same read deadlines. So the floor-vs-inferd gap is what inferd's
+application adds (middleware, metrics, decode, predict, encode), not a difference in
+server configuration.
+
+    gunicorn -c python:inferd.gunicorn_conf benchmarks.floor_app:app
 """
 
 from __future__ import annotations

@@ -100,8 +100,12 @@ def start_inferd(model_path: Path, state_dir: Path, workers: int, log: Path,
 
 def start_floor(workers: int, log: Path, worker_class: str = "gthread",
                 threads: int = 4) -> Server:
+    """The bare Falcon app (`benchmarks.floor_app`) under inferd's own gunicorn settings
+    and hooks (`-c python:inferd.gunicorn_conf`: JSON access lines, read deadlines), so
+    that the gap between inferd and the floor is what inferd's application adds."""
     port = free_port()
-    cmd = [sys.executable, "-m", "gunicorn", "-w", str(workers), "-b", f"127.0.0.1:{port}",
+    cmd = [sys.executable, "-m", "gunicorn", "-c", "python:inferd.gunicorn_conf",
+           "-w", str(workers), "-b", f"127.0.0.1:{port}",
            *gunicorn_worker_args(worker_class, threads), "--keep-alive", "5",
            "--no-control-socket", "benchmarks.floor_app:app"]
     url = f"http://127.0.0.1:{port}"

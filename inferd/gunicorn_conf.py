@@ -69,6 +69,8 @@ def post_worker_init(worker: Any) -> None:
     # Reads of a request's headers get a deadline (INFERD_READ_TIMEOUT): gunicorn's own
     # reads have none once the first byte came.
     slow_clients.bound_header_reads(worker, _settings)
+    # The JSON access line's few atoms, not gunicorn's every header and environ key.
+    logs.AccessLine.install(worker.log)
 
 
 def pre_request(worker: Any, req: Any) -> None:

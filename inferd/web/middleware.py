@@ -6,8 +6,8 @@ correlation id back from the response header set here.
 
 from __future__ import annotations
 
+import random
 import time
-import uuid
 from typing import Any
 
 import falcon
@@ -19,10 +19,25 @@ from inferd.common import logs, metrics
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 
 
+# The bits a version-4 UUID fixes: its version (4) and its variant (RFC 9562).
+_UUID4_CLEAR = ~(0xF000 << 64 | 0xC000 << 48)
+_UUID4_SET = 0x4000 << 64 | 0x8000 << 48
+
+
+def new_correlation_id() -> str:
+    """32 hex digits of a random version-4 UUID, as `uuid.uuid4().hex` writes them.
+
+    PERF: from the `random` module's generator, not `os.urandom` (one system call a
+    request, ~3% of a busy worker's time). A correlation id ties log lines together and
+    is no secret, so it needs no cryptographic randomness; `random` reseeds itself in
+    every forked process, so workers do not repeat each other's ids."""
+    return "%032x" % (random.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET)
+
+
 class RequestContext:
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
         cid = req.get_header("X-Correlation-ID") or req.get_header("X-Request-ID")
-        cid = (cid or uuid.uuid4().hex)[:128]
+        cid = (cid or new_correlation_id())[:128]
         req.context.correlation_id = cid
         req.context.started = time.perf_counter()
         logs.correlation_id.set(cid)

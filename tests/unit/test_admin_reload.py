@@ -264,6 +264,38 @@ def test_every_admin_answer_carries_a_correlation_id(settings: Settings, model_a
     assert len(generated.headers["X-Correlation-ID"]) == 32
 
 
+def test_generated_correlation_ids_are_random_version_4_uuids() -> None:
+    import uuid
+
+    from inferd.web.middleware import new_correlation_id
+
+    ids = [new_correlation_id() for _ in range(1000)]
+    assert len(set(ids)) == len(ids)
+    for cid in ids[:50]:
+        parsed = uuid.UUID(hex=cid)
+        assert parsed.hex == cid
+        assert (parsed.version, parsed.variant) == (4, uuid.RFC_4122)
+
+
+def test_forked_workers_generate_different_correlation_ids() -> None:
+    # gunicorn forks its workers from one master: each must draw its own ids.
+    import os
+
+    from inferd.web.middleware import new_correlation_id
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: write one id and leave at once
+        os.write(write_end, new_correlation_id().encode())
+        os._exit(0)
+    os.close(write_end)
+    ours = new_correlation_id()
+    theirs = os.read(read_end, 64).decode()
+    os.close(read_end)
+    os.waitpid(pid, 0)
+    assert len(theirs) == 32 and theirs != ours
+
+
 def test_wrong_method_answers_405_in_the_detail_shape(settings: Settings) -> None:
     resp = client_for(settings).simulate_get("/admin/reload")
     assert resp.status_code == 405

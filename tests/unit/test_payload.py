@@ -54,6 +54,15 @@ def test_decoded_values_are_the_numbers_sent() -> None:
     assert rows.tolist() == [[5.1, 3.5, -0.14, 0.0]]
 
 
+def test_integers_beyond_64_bits_and_the_largest_doubles_decode_finite() -> None:
+    # decode relies on this instead of checking every value with np.isfinite.
+    # (The model then refuses what exceeds float32: test_finite_value_too_large_....)
+    rows = payload.decode(b'{"features": [[18446744073709551615, -9223372036854775809, '
+                          b'123456789012345678901234567890, 1e308]]}', MAX_ROWS)
+    assert np.isfinite(rows).all()
+    assert rows[0, 0] == 2.0**64 and rows[0, 3] == 1e308
+
+
 @pytest.mark.parametrize("name", INVALID)
 def test_invalid_payload_says_what_was_wrong(name: str) -> None:
     with pytest.raises(BadRequestError) as caught:
