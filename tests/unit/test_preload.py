@@ -1,7 +1,6 @@
 """What the gunicorn master preloads before it forks (inferd/server/preload.py): every
-module a worker serves with, so a worker imports nothing of its own, and glibc's arena
-cap, so a worker's threads share malloc arenas. Both in a fresh interpreter, as the
-master is."""
+module a worker serves with, so that a worker, started in a fresh interpreter after
+the preload as gunicorn forks it from the master, imports nothing of its own."""
 
 from __future__ import annotations
 
@@ -11,8 +10,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from inferd.common.settings import Settings
 from inferd.reloading.reload import open_reloader
@@ -64,48 +61,3 @@ def test_a_worker_imports_nothing_the_master_did_not_preload(
     # inferd.app itself wires the app; everything it and the requests use is shared.
     assert answer["imported"] == ["inferd.app"]
 
-
-ARENAS = """
-import ctypes, ctypes.util, os, sys, tempfile, threading
-from inferd.server.preload import cap_malloc_arenas
-capped = sys.argv[1] == "capped"
-if capped:
-    assert cap_malloc_arenas()
-start = threading.Barrier(5)
-def allocate():
-    start.wait()
-    buffers = [bytearray(4096) for _ in range(64)]  # malloc, from this thread
-    start.wait()
-threads = [threading.Thread(target=allocate) for _ in range(4)]
-for thread in threads:
-    thread.start()
-start.wait()
-start.wait()
-libc = ctypes.CDLL(ctypes.util.find_library("c"))
-libc.fopen.restype = ctypes.c_void_p
-libc.fopen.argtypes = [ctypes.c_char_p, ctypes.c_char_p]
-libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
-libc.fclose.argtypes = [ctypes.c_void_p]
-with tempfile.NamedTemporaryFile(suffix=".xml") as out:
-    stream = libc.fopen(out.name.encode(), b"w")
-    libc.malloc_info(0, stream)
-    libc.fclose(stream)
-    print(open(out.name).read().count("<heap nr="))
-for thread in threads:
-    thread.join()
-"""
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
-@pytest.mark.parametrize(("mode", "most"), [("capped", 2), ("default", None)])
-def test_worker_threads_share_two_malloc_arenas(mode: str, most: int | None) -> None:
-    env = clean_env()
-    env.pop("MALLOC_ARENA_MAX", None)
-    done = subprocess.run([sys.executable, "-c", ARENAS, mode], capture_output=True,
-                          text=True, env=env, timeout=60)
-    assert done.returncode == 0, done.stderr[-2000:]
-    arenas = int(done.stdout)
-    if most is not None:
-        assert arenas <= most
-    else:  # without the cap each thread gets one: the check above can fail
-        assert arenas >= 5
