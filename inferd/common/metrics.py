@@ -20,6 +20,7 @@ from prometheus_client import (
     Gauge,
     Histogram,
     generate_latest,
+    multiprocess,  # at import, not at the first scrape: the master preloads it for workers
     values,
 )
 
@@ -94,8 +95,6 @@ def observe_request(method: str, route: str, status: str, seconds: float) -> Non
 def exposition() -> tuple[bytes, str]:
     """The text a scrape returns: every worker's samples when in multiprocess mode."""
     if MULTIPROCESS:
-        from prometheus_client import multiprocess
-
         registry = CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)
         return generate_latest(registry), CONTENT_TYPE_LATEST

@@ -5,6 +5,11 @@ copy-on-write by all workers instead of being imported (and held) by each: numpy
 falcon, orjson, prometheus_client and inferd's own serving modules. Measured with
 the benchmark suite's PSS figures, this is most of what an extra worker costs.
 
+What a worker still costs is the pages it writes: in CPython 3.11 using an object
+writes its reference count, so each shared page that holds a function, code object or
+constant that the worker's start or its requests use is copied, about 12 MB a worker
+(docs/performance.md, "Memory"). Nothing done here before the fork lowers that much.
+
 Called by the `on_starting` hook after `lifecycle.on_starting` (which sets
 PROMETHEUS_MULTIPROC_DIR, read when the metrics module is imported). Nothing here
 creates the app, opens the store or starts a thread: those belong to each worker
@@ -28,11 +33,16 @@ def preload_serving_modules() -> None:
     # Imported for their side effect, importing everything a worker's request path
     # needs (numpy, orjson, falcon, the compiled-model readers, and numba with the tree
     # kernel compiled, or loaded from numba's cache: 0.3-1 s and about 110 MB RSS, 70 MB
-    # of it llvmlite's code, released below); inferd.app adds a few lines of wiring.
+    # of it llvmlite's code, released below), and every module `inferd.app` imports
+    # (tests/unit/test_preload.py checks that a worker imports nothing more).
     import inferd.model.compiled.compile  # noqa: F401
     import inferd.serving.service  # noqa: F401
     import inferd.web.docs  # noqa: F401
+    import inferd.web.middleware  # noqa: F401
+    import inferd.web.origin  # noqa: F401
     import inferd.web.resources  # noqa: F401
+    import inferd.web.scoring  # noqa: F401
+    import inferd.web.v2  # noqa: F401
     from inferd.model.compiled.kernel import release_compiler_pages
 
     release_compiler_pages()  # LLVM's code pages: compiled, the workers never run them
