@@ -11,9 +11,9 @@ from inferd.common.read_deadline import DEADLINES
 from inferd.web.socket_body import read_exactly
 
 
-def read_body(req: falcon.Request, max_bytes: int) -> bytes:
-    """The whole body, or PayloadTooLargeError before reading more than `max_bytes` + 1,
-    or RequestTimeoutError when the client did not send it in time."""
+def read_body(req: falcon.Request, max_bytes: int) -> bytes | bytearray:
+    """The whole body (bytes-like), or PayloadTooLargeError before reading more than
+    `max_bytes` + 1, or RequestTimeoutError when the client did not send it in time."""
     length = req.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLargeError(

@@ -20,10 +20,11 @@ import socket
 from typing import Any
 
 
-def read_exactly(stream: Any, length: int) -> bytes | None:
-    """`length` bytes of the body, fewer if the client stopped sending (or its read
-    side was shut down at a deadline); None when `stream` is not gunicorn's untouched
-    body of that length."""
+def read_exactly(stream: Any, length: int) -> bytes | bytearray | None:
+    """`length` bytes of the body (the buffer they were received in: copying 2.4 MB
+    into a `bytes` took another 1.2 ms, most of it faulting in fresh pages), fewer if
+    the client stopped sending (or its read side was shut down at a deadline); None
+    when `stream` is not gunicorn's untouched body of that length."""
     reader: Any = getattr(stream, "reader", None)
     unreader: Any = getattr(reader, "unreader", None)
     sock = getattr(unreader, "sock", None)
@@ -45,4 +46,4 @@ def read_exactly(stream: Any, length: int) -> bytes | None:
             break
         got += received
     reader.length -= got
-    return bytes(view[:got])
+    return body if got == length else bytes(view[:got])

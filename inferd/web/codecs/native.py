@@ -37,12 +37,12 @@ def json_type(value: Any) -> str:
     return "object" if isinstance(value, dict) else "value"
 
 
-def decode(body: bytes, max_rows: int) -> np.ndarray:
+def decode(body: bytes | bytearray, max_rows: int) -> np.ndarray:
     """The rows of a /predict/ body."""
     return decode_request(body, max_rows)[0]
 
 
-def json_object(body: bytes, expected: str) -> dict[str, Any]:
+def json_object(body: bytes | bytearray, expected: str) -> dict[str, Any]:
     """The JSON object a request body holds (shared by the protocols' codecs); a
     BadRequestError ending with `expected` otherwise."""
     if not body:
@@ -57,7 +57,8 @@ def json_object(body: bytes, expected: str) -> dict[str, Any]:
     return doc
 
 
-def decode_request(body: bytes, max_rows: int) -> tuple[np.ndarray, str | None]:
+def decode_request(body: bytes | bytearray,
+                   max_rows: int) -> tuple[np.ndarray, str | None]:
     """The rows of a /predict/ body and the output it asks for (None: the default)."""
     doc = json_object(body, _EXPECTED)
     if "features" not in doc:

@@ -86,7 +86,7 @@ def media_type(content_type: str | None) -> str:
     return mime
 
 
-def decode(body: bytes, mime: str, max_rows: int) -> Columns:
+def decode(body: bytes | bytearray, mime: str, max_rows: int) -> Columns:
     """The table of a body whose `media_type` is `mime`, at most `max_rows` rows."""
     columns = decode_json(body) if mime == JSON else decode_csv(body)
     if columns.n_rows == 0:
@@ -105,7 +105,7 @@ def encode(predictions: list[Any]) -> bytes:
 # -- JSON ------------------------------------------------------------------------------
 
 
-def decode_json(body: bytes) -> Columns:
+def decode_json(body: bytes | bytearray) -> Columns:
     doc = _load(body)
     if not isinstance(doc, dict):
         raise BadRequestError(f"{_REQUIRED}; received a JSON {json_type(doc)}")
@@ -115,7 +115,7 @@ def decode_json(body: bytes) -> Columns:
     return _FORMATS[keys[0]](doc[keys[0]])
 
 
-def _load(body: bytes) -> Any:
+def _load(body: bytes | bytearray) -> Any:
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError:
@@ -302,7 +302,7 @@ def _check_index(index: Any, n_rows: int) -> None:
 csv.field_size_limit(max(csv.field_size_limit(), 2**31 - 1))
 
 
-def decode_csv(body: bytes) -> Columns:
+def decode_csv(body: bytes | bytearray) -> Columns:
     """A CSV table with a header row, as `pandas.read_csv` reads it: blank lines
     skipped, a short row padded with nulls, unnamed and repeated columns named as
     pandas names them. A row longer than the header is refused (pandas would make its

@@ -67,7 +67,8 @@ class InferRequest(NamedTuple):
 # -- decoding -------------------------------------------------------------------------------
 
 
-def decode(body: bytes, header_length: str | None, max_rows: int) -> InferRequest:
+def decode(body: bytes | bytearray, header_length: str | None,
+           max_rows: int) -> InferRequest:
     """`header_length`: the request's Inference-Header-Content-Length, None without one."""
     header, tail = v2_binary.split(body, header_length)
     doc = json_object(header, _EXAMPLE)
