@@ -101,8 +101,9 @@ def test_the_row_major_walk_equals_the_tree_major_one(tmp_path: Path, seed: int,
 def test_the_row_major_walk_refuses_what_float32_cannot_hold(tmp_path: Path) -> None:
     model, x = _models(0, "gradient")
     trees = _ensemble(tmp_path, model, x)
-    rows = np.zeros((6, x.shape[1]))
-    rows[5, 2] = 1e300
+    assert trees._depth is not None
+    rows = np.zeros((kernel.LANES + 4, x.shape[1]))  # the refused value in the 2nd group
+    rows[kernel.LANES + 1, 2] = 1e300
     with pytest.raises(ValueError, match="too large"):
         trees.raw(rows)
 

@@ -153,22 +153,33 @@ def _in_bitset(bits: Any, row: Any, value: Any) -> bool:
     return (bits[row, value >> np.uintp(5)] >> (value & np.uintp(31))) & 1 == 1
 
 
-def _rounded(x: Any, inputs: int) -> Any:  # pragma: no cover (compiled)
-    """x rounded to float32 (held in float64: scikit-learn compares the float32 input
-    with the float64 threshold) and/or tiny values zeroed, as `inputs` says; None when
-    `inputs` refuses a value."""
+def _input_value(value: float, inputs: int) -> float:  # pragma: no cover (compiled)
+    """One input as the model reads it: rounded to float32 (held in float64:
+    scikit-learn compares the float32 input with the float64 threshold) and/or a tiny
+    value zeroed, as `inputs` says. Infinity when a rounding rule refuses it: only
+    those rules refuse, and under them infinity itself is refused, so it cannot be a
+    value read."""
     rounding = inputs & 3
+    if rounding != KEEP:
+        value32 = np.float32(value)
+        if np.isinf(value32) or (rounding == FLOAT32 and np.isnan(value32)):
+            return np.inf
+        value = np.float64(value32)
+    if inputs & TINY_ZERO and abs(value) <= ZERO_THRESHOLD:
+        value = 0.0
+    return value
+
+
+def _rounded(x: Any, inputs: int) -> Any:  # pragma: no cover (compiled)
+    """x as the model reads it (`_input_value`), in a new array; None when `inputs`
+    refuses a value."""
+    refusing = inputs & 3 != KEEP
     rounded = np.empty(x.shape, dtype=np.float64)
     flat = rounded.ravel()
     for j, value in enumerate(x.ravel()):
-        if rounding != KEEP:
-            value32 = np.float32(value)
-            if np.isinf(value32) or (rounding == FLOAT32 and np.isnan(value32)):
-                return None
-            value = np.float64(value32)
-        if inputs & TINY_ZERO and abs(value) <= ZERO_THRESHOLD:
-            value = 0.0
-        flat[j] = value
+        flat[j] = _input_value(value, inputs)
+        if refusing and np.isinf(flat[j]):
+            return None
     return rounded
 
 
@@ -247,16 +258,16 @@ def accumulate_rows(  # noqa: C901 (one loop on purpose, as `accumulate`)
     """`accumulate` for a model of one raw score a row and no categorical split,
     row-major, `LANES` rows at a time, each tree walked `depth[tree]` steps; the same
     answer to the bit (each row's trees are added in their order)."""
-    if inputs & ~SUM32 != KEEP:
-        rounded = _rounded(x, inputs)
-        if rounded is None:
-            return REFUSED
-        x = rounded
+    refusing = inputs & 3 != KEEP
     sum32 = inputs & SUM32 != 0
     zeros = zero_missing.shape[0] > 0
     last = x.shape[0] - 1
     zero = np.uintp(0)
-    row_of = np.empty(LANES, np.uintp)
+    # The group's rows as the model reads them: rounded here, 16 rows at a time, rather
+    # than into a copy of all the rows first as `accumulate` does (in a worker, a copy
+    # of 10 000 x 30 is a fresh mapping to fault in, about 1 ms: glibc's mmap threshold
+    # is pinned, inferd.server.preload).
+    group = np.empty((LANES, x.shape[1]), np.float64)
     node = np.empty(LANES, np.uintp)
     score = np.empty(LANES, np.float64)
     # XGBoost's sums kept in float32: the same bits as rounding each float64 sum, one
@@ -264,7 +275,11 @@ def accumulate_rows(  # noqa: C901 (one loop on purpose, as `accumulate`)
     score32 = np.empty(LANES, np.float32)
     for start in range(0, x.shape[0], LANES):
         for k in range(LANES):
-            row_of[k] = min(start + k, last)  # past the last row: the last row again
+            row = min(start + k, last)  # past the last row: the last row again
+            for f in range(x.shape[1]):
+                group[k, f] = _input_value(x[row, f], inputs)
+                if refusing and np.isinf(group[k, f]):
+                    return REFUSED
             score[k] = baseline[0]
             score32[k] = np.float32(baseline[0])
         for t in range(roots.shape[0]):
@@ -274,7 +289,7 @@ def accumulate_rows(  # noqa: C901 (one loop on purpose, as `accumulate`)
             for _ in range(depth[t]):
                 for k in range(LANES):
                     here = node[k]
-                    v = x[row_of[k], np.uintp(feature[here])]
+                    v = group[k, np.uintp(feature[here])]
                     if v != v or (zeros and v == 0.0 and zero_missing[here]):
                         left = missing_left[here]
                     else:
@@ -286,8 +301,8 @@ def accumulate_rows(  # noqa: C901 (one loop on purpose, as `accumulate`)
             else:
                 for k in range(LANES):
                     score[k] += values[node[k], zero]
-        for k in range(LANES):  # a lane past the last row writes the last row's score again
-            out[row_of[k], 0] = score32[k] if sum32 else score[k]
+        for k in range(min(LANES, x.shape[0] - start)):
+            out[start + k, 0] = score32[k] if sum32 else score[k]
     return 0
 
 
@@ -376,6 +391,7 @@ def _compiled(fn: Any, signature: Any = None, **options: Any) -> Any:
 # Compiled here, eagerly, for their one signature each: at import, in the master.
 with _scipy_hidden():
     _in_bitset = _compiled(_in_bitset, inline="always")
+    _input_value = _compiled(_input_value, inline="always")
     _rounded = _compiled(_rounded)
     _category_goes_left = _compiled(_category_goes_left)
     accumulate = _compiled(accumulate, SIGNATURE)
