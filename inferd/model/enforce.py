@@ -23,6 +23,7 @@ from `mlflow models serve` (`mlflow/utils/proto_json_utils.py`
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -87,7 +88,9 @@ class InputRules:
         else:
             rows, names = inputs, None
             self._check_width(rows.shape[1])
-        if not np.isfinite(rows).all():
+        # PERF: a sum is non-finite whenever a value is (NaN or inf), and costs a third
+        # of isfinite().all() on a row; a sum that only overflowed finds nothing below.
+        if not math.isfinite(np.add.reduce(rows, axis=None)):
             self._refuse_non_finite(rows, names)
         return rows
 
@@ -148,8 +151,8 @@ class InputRules:
     def _refuse_non_finite(self, rows: np.ndarray, names: list[str] | None) -> None:
         infinite = np.isinf(rows)
         bad = infinite if infinite.any() else np.isnan(rows)
-        if bad is not infinite and self.accepts_nan:
-            return
+        if (bad is not infinite and self.accepts_nan) or not bad.any():
+            return  # NaN the model takes, or finite values whose sum overflowed
         row, column = (int(i) for i in np.argwhere(bad)[0])
         where = f"column {names[column]!r}" if names else f"feature {column}"
         if bad is infinite:

@@ -168,3 +168,18 @@ def test_float32_sums_and_transforms_are_xgboosts() -> None:
     out = np.empty_like(margins)
     kernel.softmax32(margins, out)
     assert np.array_equal(out, booster.predict(xgboost.DMatrix(x)).astype(np.float64))
+
+
+def test_lightgbm_binary_label_is_the_argmax_of_its_probabilities() -> None:
+    """The label is computed without the probability rows; it must still be their
+    argmax, the first class on a tie (a raw score of 0 is P(1) = 0.5)."""
+    from inferd.model.compiled import library_outputs
+
+    raw = np.array([0.0, -0.0, 1e-300, -1e-300, 2.5e-16, 40.0, -40.0, 800.0, -800.0,
+                    0.3, -0.3])[:, np.newaxis]
+    classes = np.array(["no", "yes"])
+    expected = classes.take(np.argmax(library_outputs.predict_proba("lgb_binary", raw),
+                                      axis=1), axis=0)
+    labels = library_outputs.predict("lgb_binary", raw, classes)
+    assert labels.tolist() == expected.tolist()
+    assert labels[0] == "no"

@@ -121,6 +121,21 @@ def test_a_float_matrix_is_taken_by_position_when_its_width_fits() -> None:
         rules().matrix(np.ones((1, 2)))
 
 
+def test_a_float_matrix_is_checked_finite_value_by_value() -> None:
+    """Finite values whose sum overflows are taken; one infinite or NaN value anywhere
+    is refused, naming its place."""
+    huge = np.array([[1e308, 1e308, -1e308], [1e308, 1e308, 1.0]])
+    assert rules().matrix(huge) is huge
+    for bad, what in ((np.inf, "infinite"), (-np.inf, "infinite"), (np.nan, "missing")):
+        rows = huge.copy()
+        rows[1, 2] = bad
+        with pytest.raises(BadRequestError, match=f"feature 2 row 1 is {what}"):
+            rules().matrix(rows)
+    rows = huge.copy()
+    rows[0, 1] = np.nan
+    assert rules(accepts_nan=True).matrix(rows) is rows
+
+
 def test_without_a_signature_fitted_names_are_matched_by_name() -> None:
     named = rules(signature=None, feature_names=["x", "y"], n_features=2)
     np.testing.assert_array_equal(named.matrix(Columns(("y", "x"), ([2], [1]), 1)), [[1, 2]])
