@@ -147,3 +147,33 @@ def test_a_table_larger_than_the_cache_walks_tree_major(tmp_path: Path,
     trees = _ensemble(tmp_path, model, x)
     assert trees._depth is None
     assert np.array_equal(trees.predict(x), model.predict(x))
+
+
+def test_the_request_path_calls_the_machine_code_and_it_answers_as_the_dispatcher(
+        tmp_path: Path) -> None:
+    for dispatcher, direct in ((kernel.accumulate, kernel.accumulate_unchecked),
+                               (kernel.accumulate_rows, kernel.accumulate_rows_unchecked),
+                               (kernel.expit, kernel.expit_unchecked),
+                               (kernel.sigmoid32, kernel.sigmoid32_unchecked)):
+        assert direct is not dispatcher
+    model, x = _models(5, "xgboost")
+    trees = _ensemble(tmp_path, model, x)
+    for rows in (x[:1], x[:kernel.LANES + 3]):  # both walks
+        tree_major, row_major = _both_walks(trees, rows)
+        assert np.array_equal(trees.raw(rows), tree_major)
+        assert np.array_equal(trees.raw(rows), row_major)
+    scores = np.linspace(-30, 30, 7)
+    by_dispatcher, direct_out = np.empty(7), np.empty(7)
+    kernel.expit(scores, by_dispatcher)
+    kernel.expit_unchecked(scores, direct_out)
+    assert np.array_equal(by_dispatcher, direct_out)
+
+
+def test_a_dispatcher_without_exactly_one_signature_is_called_as_it_is() -> None:
+    import numba
+
+    lazy = numba.njit(lambda v: v + 1)
+    assert kernel.unchecked(lazy) is lazy
+    lazy(1)
+    lazy(1.5)
+    assert kernel.unchecked(lazy) is lazy

@@ -408,6 +408,30 @@ with _scipy_hidden():
                                                  _types.Array(_types.float64, 2, "C")))
 
 
+
+def unchecked(dispatcher: Any) -> Any:
+    """The machine code of `dispatcher`'s one compiled signature, called without numba's
+    dispatch; the dispatcher itself if it has not exactly one.
+
+    PERF: on every call a dispatcher types each argument to pick an overload (about
+    0.2 us for `expit`'s two, 0.7 us for `accumulate`'s seventeen: most of the Python
+    cost of a one-row prediction around the walk), and each function here has one
+    eagerly compiled signature, so there is nothing to pick. The entry point unboxes
+    arrays without checking their dtype, dimensions or order: callers pass exactly the
+    signature's (rows made C-contiguous float64 and their width checked, outputs from
+    `np.empty`, tables checked when the slot was opened)."""
+    overloads = list(dispatcher.overloads.values())
+    entry = getattr(overloads[0], "entry_point", None) if len(overloads) == 1 else None
+    return entry if callable(entry) else dispatcher
+
+
+# The fixed-signature calls of the request path (`trees`, `outputs`, `library_outputs`).
+accumulate_unchecked = unchecked(accumulate)
+accumulate_rows_unchecked = unchecked(accumulate_rows)
+expit_unchecked = unchecked(expit)
+sigmoid32_unchecked = unchecked(sigmoid32)
+
+
 def _warm_up() -> None:
     """Call `accumulate` and the transforms once, on a one-leaf tree, with the argument kinds a
     worker passes (writable rows and default arrays, read-only mapped ones), here in the

@@ -177,7 +177,7 @@ class TreeEnsemble:
             self._truncated_categories()
         self.columns = self._columns(spec)
         baseline = optional("baseline", "f", 1, np.zeros(self.columns))
-        self.baseline = np.asarray(baseline, dtype=np.float64)
+        self.baseline = np.ascontiguousarray(baseline, dtype=np.float64)
         self._check()
         self.n_trees = trees
         # Set only when the row-major walk is the faster one (kernel.accumulate_rows).
@@ -312,9 +312,9 @@ class TreeEnsemble:
         out = np.empty((len(x), self.columns), dtype=np.float64)
         # Fewer rows than the walk's lanes would repeat a row's walk for nothing.
         if self._rows_table is not None and len(x) >= kernel.LANES:
-            answer = kernel.accumulate_rows(x, self._inputs, *self._rows_table, out)
+            answer = kernel.accumulate_rows_unchecked(x, self._inputs, *self._rows_table, out)
         else:
-            answer = kernel.accumulate(x, self._inputs, *self._table, out)
+            answer = kernel.accumulate_unchecked(x, self._inputs, *self._table, out)
         if answer == kernel.REFUSED:
             raise ValueError("Input X contains NaN, infinity or a value too large for "
                              "dtype('float32').")
