@@ -15,7 +15,6 @@ from typing import Any
 import falcon
 
 from inferd.common import logs
-from inferd.common.errors import InferdError
 from inferd.common.settings import load_settings
 from inferd.serving.service import WorkerService
 from inferd.usecases.admin import Admin
@@ -30,15 +29,13 @@ def create_app(service: WorkerService) -> falcon.App:
     settings = service.settings
     middleware: list[Any] = [
         RequestContext(),
-        # Each protocol's routes answer errors in its own shape; the rest {"detail": ...}.
-        errors.ErrorShapes({v2.PREFIX: v2.error_body, "/invocations": scoring.error_body,
-                            "/ping": scoring.error_body, "/version": scoring.error_body}),
         AdminOriginGuard(token_configured=settings.admin_token is not None)]
     app = falcon.App(middleware=middleware)
     app.req_options.strip_url_path_trailing_slash = True
-    app.add_error_handler(Exception, errors.handle_unexpected)
-    app.add_error_handler(InferdError, errors.handle_inferd_error)
-    app.set_error_serializer(errors.serialize_http_error)
+    # Each protocol's routes answer errors in its own shape; the rest {"detail": ...}.
+    errors.ErrorShapes({v2.PREFIX: v2.error_body, "/invocations": scoring.error_body,
+                        "/ping": scoring.error_body, "/version": scoring.error_body}
+                       ).install(app)
 
     admin = Admin(service.runner, settings)
     predict, health = Predict(service.holder), HealthCheck(service)
