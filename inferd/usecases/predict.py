@@ -54,7 +54,7 @@ class Predict:
         model = self._current()  # one reference for the whole request
         output = output or model.default_output
         values = model.predict(inputs, output)
-        metrics.PREDICTED_ROWS.inc(len(values))
+        metrics.rows_predicted(len(values))
         classes = model.classes if output == "predict_proba" else None
         return Prediction(values, model.version, output, classes)
 
