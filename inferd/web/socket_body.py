@@ -33,13 +33,17 @@ def read_exactly(stream: Any, length: int) -> bytes | bytearray | None:
             or getattr(reader, "length", None) != length or stream.buf.tell()
             or not isinstance(sock, socket.socket) or length <= 0):
         return None
+    first = unreader.read()  # read with the headers, else one chunk from the socket
+    if len(first) >= length:
+        # PERF: a small body (a few rows) came whole in that chunk: no buffer to fill.
+        if len(first) > length:
+            unreader.unread(first[length:])
+        reader.length -= length
+        return first if len(first) == length else first[:length]
     body = bytearray(length)
     view = memoryview(body)
-    first = unreader.read()  # read with the headers, else one chunk from the socket
-    got = min(len(first), length)
-    view[:got] = first[:got]
-    if len(first) > length:
-        unreader.unread(first[length:])
+    got = len(first)
+    view[:got] = first
     while got < length:
         received = sock.recv_into(view[got:])
         if not received:

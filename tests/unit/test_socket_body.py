@@ -49,6 +49,15 @@ def test_a_pipelined_next_request_is_left_for_gunicorn(
     assert body.reader.unreader.read() == b"GET /next HTTP/1.1\r\n"
 
 
+def test_a_small_body_read_with_the_headers_is_taken_as_it_is(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    _, server = pair
+    body = _body(server, 5, buffered=b"hello")
+    assert read_exactly(body, 5) == b"hello"
+    assert body.reader.length == 0
+    assert body.read() == b""
+
+
 def test_a_client_that_stops_early_gives_what_it_sent(
         pair: tuple[socket.socket, socket.socket]) -> None:
     client, server = pair
