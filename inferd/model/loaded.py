@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -35,11 +36,12 @@ class LoadedModel:
     def __post_init__(self) -> None:
         self.rules = InputRules.from_manifest(self.manifest, self.n_features)
 
-    @property
+    # PERF: cached, as the manifest does not change; read once a request or more.
+    @cached_property
     def version(self) -> str:
         return str(self.manifest.get("version"))
 
-    @property
+    @cached_property
     def default_output(self) -> str:
         """MLflow's `pyfunc_predict_fn` when the model was logged with one."""
         return str(self.manifest.get("predict_fn") or "predict")

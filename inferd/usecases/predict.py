@@ -10,8 +10,7 @@ one answer, and the version returned is the one that computed the predictions.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from inferd.common import metrics
 from inferd.common.errors import ServiceUnavailableError
@@ -20,8 +19,10 @@ from inferd.model.loaded import LoadedModel
 from inferd.serving.holder import ModelHolder
 
 
-@dataclass(frozen=True, slots=True)
-class Prediction:
+class Prediction(NamedTuple):
+    """PERF: a named tuple, immutable as a frozen dataclass and made in half the time
+    (one a request)."""
+
     values: list[Any]  # one prediction a row: a label or value, or a row of probabilities
     version: str  # the model version that computed `values`
     output: str = "predict"  # which of inferd.model.inputs.OUTPUTS computed `values`
