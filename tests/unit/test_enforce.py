@@ -134,6 +134,11 @@ def test_a_float_matrix_is_checked_finite_value_by_value() -> None:
     rows = huge.copy()
     rows[0, 1] = np.nan
     assert rules(accepts_nan=True).matrix(rows) is rows
+    many = np.tile(huge, (100, 1))  # past the small arrays Python sums
+    assert rules().matrix(many) is many
+    many[150, 0] = -np.inf
+    with pytest.raises(BadRequestError, match="feature 0 row 150 is infinite"):
+        rules().matrix(many)
 
 
 def test_without_a_signature_fitted_names_are_matched_by_name() -> None:
