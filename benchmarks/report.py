@@ -214,9 +214,13 @@ def _extra_lines(results: dict[str, Any]) -> list[str]:
     lines: list[str] = []
     for name in ("large", "hgb", "xgb", "lgb"):
         mem = results.get(f"memory_{name}_inferd_pss_mb", {})
+        anonymous = results.get(f"memory_{name}_inferd_pss_anon_mb", {})
         if mem:
             lines += ["", f"inferd on the {name} model, summed PSS by workers: "
-                      + ", ".join(f"{w}: {v:.0f} MB" for w, v in mem.items())]
+                      + ", ".join(f"{w}: {v:.0f} MB" for w, v in mem.items())
+                      + ("; its anonymous part: " + ", ".join(
+                          f"{w}: {v:.0f} MB" for w, v in anonymous.items()) if anonymous
+                         else "")]
     for name in ("iris", "bc_rf300", "bc_xgb300", "bc_lgb300"):
         big = results.get(f"big_batch_{name}")
         theirs = ("scikit-learn's predict_proba" if name in ("iris", "bc_rf300")

@@ -137,7 +137,7 @@ class Suite:
         self.results[f"throughput_{name}"] = per_server
 
     def memory_by_workers(self, name: str, model: Path, width: int) -> None:
-        figures = {}
+        figures, anonymous = {}, {}
         body = self.bodies(1, width)["inferd"]
         for workers in (1, 2, 4):
             print(f"[memory] inferd, {name}, {workers} worker(s) ...", flush=True)
@@ -146,7 +146,9 @@ class Suite:
                                       self.args.worker_class)) as server:
                 tools.run_wrk(server.predict_url, body, 2.0, self.connections)
                 figures[str(workers)] = tools.pss_mb(server.pid)
+                anonymous[str(workers)] = tools.pss_mb(server.pid, "Pss_Anon")
         self.results[f"memory_{name}_inferd_pss_mb"] = figures
+        self.results[f"memory_{name}_inferd_pss_anon_mb"] = anonymous
 
     def big_batches(self, rows: int = 10_000, repeat: int = 5,
                     names: tuple[str, ...] = ("iris", "bc_rf300")) -> None:

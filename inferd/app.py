@@ -1,11 +1,15 @@
-"""Composition root of a worker: `app` is what gunicorn imports (`inferd.app:app`),
-once per worker, after the fork.
+"""Composition root of a worker: `app` is what gunicorn serves (`inferd.app:app`).
 
 `create_app(service)` wires the use cases of a `WorkerService` into Falcon routes and
 nothing else: it starts no thread and reads no environment. Building the service and
-starting its threads is the caller's choice: `app` (below) opens the service from the
-environment and starts it; tests open one with their own reload runner and leave it
-unstarted.
+starting its threads is the caller's choice:
+
+- under inferd's gunicorn hooks, the master builds the service and the app once,
+  before it forks (`serve_prebuilt`, from `inferd.gunicorn_conf`), and each worker
+  starts the service's threads after the fork;
+- otherwise `app` is built on first access, in each worker: the service opened from
+  the environment and started;
+- tests open a service with their own reload runner and leave it unstarted.
 """
 
 from __future__ import annotations
@@ -68,6 +72,13 @@ def _app_from_environment() -> falcon.App:
     settings = load_settings()
     logs.configure(settings.log_level)
     return create_app(WorkerService.open(settings).start())
+
+
+def serve_prebuilt(service: WorkerService) -> falcon.App:
+    """Make `create_app(service)` the `app` gunicorn serves: the master's, built before
+    it forks, so its objects are shared by every worker rather than built by each."""
+    globals()["app"] = application = create_app(service)
+    return application
 
 
 def __getattr__(name: str) -> falcon.App:

@@ -47,11 +47,20 @@ def on_starting(server: Any) -> None:
     notify.claim()
     logs.configure(_settings.log_level)
     lifecycle.on_starting(server, _settings)
+    # Imported here, not above: the serving modules import prometheus_client, which
+    # chooses multiprocess mode on import, from the directory lifecycle exports.
+    import inferd.app
+    from inferd.server import prefork
     from inferd.server.preload import preload_serving_modules
 
     preload_serving_modules()  # shared by every worker, copy-on-write
-    # That import gave the master gauge files of its own (value 0); the master serves
-    # no model, and the "live" gauges must not count it (livemin would report 0).
+    # Built once here and shared likewise; each worker starts it (post_fork). The
+    # settings again: lifecycle.on_starting exported the metrics directory to them.
+    inferd.app.serve_prebuilt(prefork.open_service(load_settings()))
+    prefork.freeze()
+    # Those imports and the slot load gave the master gauge files of its own; the
+    # master serves no model, and the "live" gauges must not count it (livemin would
+    # report 0).
     lifecycle.forget_live_gauges(os.getpid())
 
 
@@ -63,6 +72,18 @@ def when_ready(server: Any) -> None:
 
 def child_exit(server: Any, worker: Any) -> None:
     lifecycle.child_exit(server, worker, _settings)
+
+
+def pre_fork(server: Any, worker: Any) -> None:
+    from inferd.server import prefork
+
+    prefork.before_fork(server)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    from inferd.server import prefork
+
+    prefork.in_worker()
 
 
 def post_worker_init(worker: Any) -> None:

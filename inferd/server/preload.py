@@ -8,12 +8,13 @@ the benchmark suite's PSS figures, this is most of what an extra worker costs.
 What a worker still costs is the pages it writes: in CPython 3.11 using an object
 writes its reference count, so each shared page that holds a function, code object or
 constant that the worker's start or its requests use is copied, about 12 MB a worker
-(docs/performance.md, "Memory"). Nothing done here before the fork lowers that much.
+(docs/performance.md, "Memory"); opening the workers' service and app in the
+master as well (`inferd.server.prefork`) takes about 5 MB off that.
 
 Called by the `on_starting` hook after `lifecycle.on_starting` (which sets
 PROMETHEUS_MULTIPROC_DIR, read when the metrics module is imported). Nothing here
-creates the app, opens the store or starts a thread: those belong to each worker
-(`inferd.app` builds its app on first access, in the worker). Never imports
+creates the app, opens the store or starts a thread: the hook does the first two next
+(`inferd.server.prefork`), and the threads are each worker's. Never imports
 scikit-learn, pandas, scipy or MLflow, which a worker serving a compiled slot never
 needs.
 """

@@ -82,6 +82,8 @@ class ModelHolder:
         self._failed_counter: int | None = None
         self._failed_at = 0.0
         self._failures = 0  # consecutive failed loads of `_failed_counter`
+        self._load_seconds = 0.0  # how long the model held took to load
+        self._quiet = False  # `preload`: a load nobody is told of
 
     @classmethod
     def opening(cls, opener: StoreOpener, allow_pickle: bool | None = True,
@@ -113,6 +115,36 @@ class ModelHolder:
             return
         if self.counter.read() != self._state.seen_counter:
             self._refresh()
+
+    def preload(self) -> None:
+        """Load the current slot now without telling `on_loaded`: the gunicorn master,
+        before it forks (`inferd.server.prefork`), serves nothing and announces nothing;
+        each worker it forks `adopt`s the model. A failure is recorded as in `current()`."""
+        self._quiet = True
+        try:
+            self.refresh_if_moved()
+        finally:
+            self._quiet = False
+        model = self._state.model
+        if model is not None:
+            log.info("Master loaded slot for the workers it forks",
+                     extra={"event": "slot_preloaded", "generation": model.generation,
+                            "version": model.version, "seconds": round(self._load_seconds, 4)})
+
+    def adopt(self) -> None:
+        """In a process forked from one that loaded the model: announce it and set its
+        gauges, as this process would have had it loaded the model itself (the metrics'
+        values and systemd's readiness are per process)."""
+        model = self._state.model
+        if model is not None:
+            self._tell_loaded(model)
+
+    def forget(self) -> None:
+        """Drop the model: the master, once it has forked its workers, so that it keeps
+        no slot's files open (a pruned slot's disk space is freed when its last worker
+        lets go). The next `current()` loads the current slot again."""
+        with self._switch:
+            self._state = _State(seen_counter=-1, model=None)
 
     def peek(self) -> LoadedModel | None:
         """The model as of the last refresh, without checking the counter."""
@@ -147,9 +179,19 @@ class ModelHolder:
         self._failed_counter = None
         self._failures = 0
         self._state = _State(seen_counter=counter, model=model)
-        if model is not None and model is not state.model and self.on_loaded is not None:
-            self.on_loaded(model)
+        if model is not None and model is not state.model and not self._quiet:
+            self._tell_loaded(model)
         return self._state
+
+    def _tell_loaded(self, model: LoadedModel) -> None:
+        # This process serves `model` now: its gauges, its log line, and readiness.
+        metrics.slot_loaded(model.generation, model.manifest.get("metrics") or {},
+                            self._load_seconds)
+        log.info("Worker loaded slot",
+                 extra={"event": "slot_loaded", "generation": model.generation,
+                        "version": model.version, "seconds": round(self._load_seconds, 4)})
+        if self.on_loaded is not None:
+            self.on_loaded(model)
 
     @property
     def open_error(self) -> str | None:
@@ -197,11 +239,5 @@ class ModelHolder:
         started = time.monotonic()
         manifest = self.store.read_manifest(generation)
         model = load_slot(self.store.layout.slot(generation), manifest, self.allow_pickle)
-        seconds = time.monotonic() - started
-        metrics.slot_loaded(generation, manifest.get("metrics") or {}, seconds)
-        log.info(
-            "Worker loaded slot",
-            extra={"event": "slot_loaded", "generation": generation,
-                   "version": model.version, "seconds": round(seconds, 4)},
-        )
+        self._load_seconds = time.monotonic() - started
         return model

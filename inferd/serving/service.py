@@ -1,9 +1,12 @@
 """The worker service: everything one gunicorn worker serves with, in one object.
 
-Built by the composition root (`inferd.app`) in each worker, after gunicorn's fork,
-and only there: building it opens the state directory, repairs it if a reload died
-mid-way (unless a reload holds the lock), and loads the serving slot, so the first
-request finds the model ready. It owns:
+Built once per server, before the first request: building it opens the state
+directory, repairs it if a reload died mid-way (unless a reload holds the lock), and
+loads the serving slot. Under inferd's gunicorn hooks the master builds it before it
+forks (`inferd.server.prefork`), so the workers share it copy-on-write, and each worker
+takes it over after the fork (`start_after_fork`); run without those hooks, the
+composition root (`inferd.app`) builds it in each worker. It owns:
+It owns:
 
 - the `ModelHolder` (the model this worker serves, kept in step with the counter);
 - the reload runner the admin endpoints and auto-refresh use (in a worker, each
@@ -59,9 +62,10 @@ class WorkerService:
 
     @classmethod
     def open(cls, settings: Settings, runner: ReloadRunner | None = None,
-             clock: Callable[[], float] = time.monotonic) -> WorkerService:
-        """Open the state directory and load the serving slot. `runner` defaults to
-        child-process reloads (a gunicorn worker); a test passes a `Reloader`."""
+             clock: Callable[[], float] = time.monotonic, warm: bool = True) -> WorkerService:
+        """Open the state directory and, when `warm`, load the serving slot. `runner`
+        defaults to child-process reloads (a gunicorn worker); a test passes a
+        `Reloader`. The gunicorn master opens it unwarmed (`inferd.server.prefork`)."""
         probe = RegistryProbe(settings)
         try:
             opened = _open_store(settings)
@@ -76,10 +80,8 @@ class WorkerService:
             service.runner = _OnceOpen(service.holder, runner or ChildReloads(settings))
             return service
         holder = ModelHolder(*opened, settings.allow_pickle, on_loaded=_announce)
-        try:
-            holder.current()  # warm: load the serving slot before the first request
-        except InferdError as exc:
-            log.error("Model manager not ready at worker start", extra={"error": str(exc)})
+        if warm:
+            _warm(holder)
         return cls(settings, holder, runner or ChildReloads(settings), probe)
 
     @property
@@ -97,6 +99,15 @@ class WorkerService:
         if self.store is not None:
             self._start_leader(self.store)
         return self
+
+    def start_after_fork(self) -> WorkerService:
+        """In a worker forked from the master that opened this service: take the model
+        the master loaded as this worker's own (`ModelHolder.adopt`), or load the
+        current slot now, before the first request; then `start()`."""
+        if self.holder is not None:
+            self.holder.adopt()
+            _warm(self.holder)
+        return self.start()
 
     def _start_leader(self, store: SlotStore) -> None:
         with self._leader_lock:
@@ -145,6 +156,14 @@ class _OnceOpen:
     def _check(self) -> None:
         if not self.holder.available:
             raise ServiceUnavailableError
+
+
+def _warm(holder: ModelHolder) -> None:
+    # Load the serving slot before the first request (a no-op when it is loaded).
+    try:
+        holder.current()
+    except InferdError as exc:
+        log.error("Model manager not ready at worker start", extra={"error": str(exc)})
 
 
 def _announce(model: LoadedModel) -> None:

@@ -1,0 +1,82 @@
+"""The workers' service, opened once in the gunicorn master before it forks.
+
+In CPython 3.11 running code writes the reference counts of the objects it uses, so
+each page of the master's that a worker's own start touches is copied into that
+worker. Opening the state directory, loading the slot and building the Falcon app in
+each worker after the fork copied about 5 MB a worker (docs/performance.md, "Memory");
+done once in the master, the workers share those pages instead.
+
+What stays each worker's, after the fork (`in_worker`): its threads, its gauges and
+systemd readiness for the model (`ModelHolder.adopt`), and following the generation
+counter before each request, as before.
+
+The master loads the serving slot only when it is compiled: a fallback slot would bring
+scikit-learn, pandas or MLflow into the master, and so into every worker, even once
+they serve a compiled slot. And the master holds that model only while it forks its
+first workers. Then it lets go (`ModelHolder.forget`), so that a process that serves
+nothing keeps no slot's files open once a reload has pruned them. A worker forked
+later (a restart, or `TTIN`) loads the slot itself.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+from typing import Any
+
+from inferd.common.errors import InferdError
+from inferd.common.settings import Settings
+from inferd.serving.service import WorkerService
+
+_service: WorkerService | None = None
+_forking_last_worker = False
+
+
+def open_service(settings: Settings) -> WorkerService:
+    """In the master (gunicorn's `on_starting`, after the slot store is ready): open the
+    service every worker will take over, with a compiled serving slot loaded."""
+    global _service
+    service = WorkerService.open(settings, warm=False)
+    if service.holder is not None and _serves_compiled(service):
+        service.holder.preload()
+    _service = service
+    os.register_at_fork(after_in_parent=_after_fork_in_master)
+    return service
+
+
+def freeze() -> None:
+    # Objects that exist now live as long as the master: freezing them keeps each
+    # worker's collector from writing to their pages (CPython's advice for pre-fork
+    # servers, gc.freeze docs).
+    gc.freeze()
+
+
+def before_fork(server: Any) -> None:
+    """gunicorn's `pre_fork`, in the master: note whether this fork completes the set."""
+    global _forking_last_worker
+    _forking_last_worker = len(server.WORKERS) + 1 >= server.num_workers
+
+
+def in_worker() -> None:
+    """gunicorn's `post_fork`, in the new worker: take the master's service over."""
+    if _service is not None:
+        _service.start_after_fork()
+
+
+def _after_fork_in_master() -> None:
+    global _forking_last_worker
+    if _forking_last_worker and _service is not None and _service.holder is not None:
+        _service.holder.forget()
+    _forking_last_worker = False
+
+
+def _serves_compiled(service: WorkerService) -> bool:
+    store = service.store
+    if store is None:
+        return False
+    try:
+        generation = store.current_generation()
+        return generation is not None and (
+            store.read_manifest(generation).get("form") == "compiled")
+    except InferdError:
+        return False  # each worker's own load says what is wrong
