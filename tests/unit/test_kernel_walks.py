@@ -169,6 +169,23 @@ def test_the_request_path_calls_the_machine_code_and_it_answers_as_the_dispatche
     assert np.array_equal(by_dispatcher, direct_out)
 
 
+def test_only_tables_of_exactly_the_signatures_types_go_past_the_dispatcher(
+        tmp_path: Path) -> None:
+    model, x = _models(5, "xgboost")
+    trees = _ensemble(tmp_path, model, x)
+    assert trees._accumulate is kernel.accumulate_unchecked  # a slot as inferd writes it
+    assert trees._accumulate_rows is kernel.accumulate_rows_unchecked
+    table = trees._table
+    assert kernel.takes_exactly(kernel.SIGNATURE, table)
+    children = table[0]
+    # What a slot's header would let through (it pins the file's own dtype), and what
+    # the machine code would misread: a narrower int, Fortran order, big-endian.
+    for altered in (children.astype(np.int32), np.asfortranarray(children),
+                    children.astype(children.dtype.newbyteorder(">"))):
+        assert not kernel.takes_exactly(kernel.SIGNATURE, (altered, *table[1:]))
+    assert not kernel.takes_exactly(kernel.SIGNATURE, table[:-1])  # one missing
+
+
 def test_a_dispatcher_without_exactly_one_signature_is_called_as_it_is() -> None:
     import numba
 

@@ -408,6 +408,20 @@ with _scipy_hidden():
                                                  _types.Array(_types.float64, 2, "C")))
 
 
+def takes_exactly(signature: Any, table: tuple[Any, ...]) -> bool:
+    """Whether `table` is exactly the arguments of a walk's `signature` between the
+    rows with their `inputs` rule and `out`: each one's dtype, dimensions, C order, and
+    the machine's byte order. What an `unchecked` entry point reads without looking;
+    numba's dispatcher refuses anything else, and a slot's header only pins an array's
+    dtype to the one its file has."""
+    from numba.np.numpy_support import as_dtype
+
+    expected = signature.args[2:-1]
+    return len(expected) == len(table) and all(
+        isinstance(arr, np.ndarray) and arr.dtype == as_dtype(kind.dtype)
+        and arr.dtype.isnative and arr.ndim == kind.ndim and arr.flags.c_contiguous
+        for arr, kind in zip(table, expected, strict=True))
+
 
 def unchecked(dispatcher: Any) -> Any:
     """The machine code of `dispatcher`'s one compiled signature, called without numba's
@@ -419,7 +433,7 @@ def unchecked(dispatcher: Any) -> Any:
     eagerly compiled signature, so there is nothing to pick. The entry point unboxes
     arrays without checking their dtype, dimensions or order: callers pass exactly the
     signature's (rows made C-contiguous float64 and their width checked, outputs from
-    `np.empty`, tables checked when the slot was opened)."""
+    `np.empty`, tables checked with `takes_exactly` when the slot was opened)."""
     overloads = list(dispatcher.overloads.values())
     entry = getattr(overloads[0], "entry_point", None) if len(overloads) == 1 else None
     return entry if callable(entry) else dispatcher

@@ -196,6 +196,13 @@ class TreeEnsemble:
         self._rows_table = (self.children, self.feature, self.threshold, self.missing_left,
                             self.roots, self._depth, self.values, self.zero_missing,
                             self.baseline) if self._depth is not None else None
+        # The entry points past numba's checks, only for tables of exactly their types.
+        self._accumulate = (kernel.accumulate_unchecked if kernel.takes_exactly(
+            kernel.SIGNATURE, self._table) else kernel.accumulate)
+        self._accumulate_rows = (kernel.accumulate_rows_unchecked if self._rows_table and
+                                 kernel.takes_exactly(kernel.ROWS_SIGNATURE,
+                                                      self._rows_table)
+                                 else kernel.accumulate_rows)
 
     def _rows_walk_fits(self) -> bool:
         """One raw score a row, no categorical split and a table that stays in cache."""
@@ -312,9 +319,9 @@ class TreeEnsemble:
         out = np.empty((len(x), self.columns), dtype=np.float64)
         # Fewer rows than the walk's lanes would repeat a row's walk for nothing.
         if self._rows_table is not None and len(x) >= kernel.LANES:
-            answer = kernel.accumulate_rows_unchecked(x, self._inputs, *self._rows_table, out)
+            answer = self._accumulate_rows(x, self._inputs, *self._rows_table, out)
         else:
-            answer = kernel.accumulate_unchecked(x, self._inputs, *self._table, out)
+            answer = self._accumulate(x, self._inputs, *self._table, out)
         if answer == kernel.REFUSED:
             raise ValueError("Input X contains NaN, infinity or a value too large for "
                              "dtype('float32').")
