@@ -30,6 +30,13 @@ from inferd.serving.service import WorkerService
 
 _service: WorkerService | None = None
 _forking_last_worker = False
+APP = "inferd.app:app"
+
+
+def serves_inferd(server: Any) -> bool:
+    """Whether gunicorn's `server` serves inferd's app (another app may run under
+    inferd's settings and hooks: the benchmarks' bare Falcon floor does)."""
+    return getattr(server.app, "app_uri", None) == APP or server.cfg.wsgi_app == APP
 
 
 def open_service(settings: Settings) -> WorkerService:

@@ -116,3 +116,15 @@ def test_importing_the_gunicorn_settings_leaves_the_metrics_mode_undecided(
                           env=env, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     assert json.loads(done.stdout.strip().splitlines()[-1]) == []
+
+
+def test_only_inferds_app_gets_a_service_opened_in_the_master() -> None:
+    # Another app under inferd's settings and hooks (the benchmarks' bare Falcon floor)
+    # must not get a worker service, with its threads, in each of its workers.
+    def server(app_uri: str | None, wsgi_app: str | None = None) -> Any:
+        return SimpleNamespace(app=SimpleNamespace(app_uri=app_uri),
+                               cfg=SimpleNamespace(wsgi_app=wsgi_app))
+
+    assert prefork.serves_inferd(server("inferd.app:app"))
+    assert prefork.serves_inferd(server(None, "inferd.app:app"))
+    assert not prefork.serves_inferd(server("benchmarks.floor_app:app"))
