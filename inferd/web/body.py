@@ -4,6 +4,8 @@
 
 from __future__ import annotations
 
+from typing import Literal, overload
+
 import falcon
 
 from inferd.common.errors import PayloadTooLargeError, RequestTimeoutError
@@ -11,9 +13,22 @@ from inferd.common.read_deadline import DEADLINES
 from inferd.web.socket_body import read_exactly
 
 
-def read_body(req: falcon.Request, max_bytes: int) -> bytes | bytearray:
+@overload
+def read_body(req: falcon.Request, max_bytes: int,
+              reuse: Literal[False] = False) -> bytes | bytearray: ...
+
+
+@overload
+def read_body(req: falcon.Request, max_bytes: int,
+              reuse: Literal[True]) -> bytes | bytearray | memoryview: ...
+
+
+def read_body(req: falcon.Request, max_bytes: int,
+              reuse: bool = False) -> bytes | bytearray | memoryview:
     """The whole body (bytes-like), or PayloadTooLargeError before reading more than
-    `max_bytes` + 1, or RequestTimeoutError when the client did not send it in time."""
+    `max_bytes` + 1, or RequestTimeoutError when the client did not send it in time.
+    `reuse`: a large body may come in the thread's kept buffer, which the thread's
+    next request overwrites (`socket_body.read_exactly`)."""
     length = req.content_length
     if length is not None and length > max_bytes:
         raise PayloadTooLargeError(
@@ -28,7 +43,8 @@ def read_body(req: falcon.Request, max_bytes: int) -> bytes | bytearray:
     # environ; an in-process test client has none, and then nothing is armed).
     DEADLINES.arm(req.env.get("gunicorn.socket"), "body")
     try:
-        body = None if length is None else read_exactly(req.env.get("wsgi.input"), length)
+        body = None if length is None else read_exactly(req.env.get("wsgi.input"), length,
+                                                        reuse)
         if body is None:
             body = (req.stream if chunked else req.bounded_stream).read(max_bytes + 1)
     except OSError as exc:

@@ -151,8 +151,10 @@ class InferResource:
         if req.get_header("Content-Encoding") not in (None, "identity"):
             raise falcon.HTTPUnsupportedMediaType(
                 description="compressed request bodies are not supported; send it as is")
-        request = v2.decode(read_body(req, self.max_body), req.get_header(v2_binary.HEADER),
-                            self.max_rows)
+        # The body may be the thread's kept buffer (reuse): nothing below keeps a view
+        # of it past this request; the tensors' values are copied into the answer.
+        request = v2.decode(read_body(req, self.max_body, reuse=True),
+                            req.get_header(v2_binary.HEADER), self.max_rows)
         model = self.served.get(name, version)
         inputs = v2.model_input(request, tensors.column_names(model))
         predictions = self._predict(inputs, [o.name for o in request.outputs] or [None])

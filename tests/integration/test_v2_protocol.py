@@ -110,6 +110,19 @@ def test_tritonclient_infer_equals_predict(server: InferdServer,
     assert result.as_numpy("predict").tolist() == predict_answer(server, rows)
 
 
+def test_large_binary_requests_one_after_another_each_get_their_own_answer(
+        server: InferdServer, forest: Any, client: triton.InferenceServerClient) -> None:
+    # 10 000 rows (320 kB) come in a request thread's kept buffer, which the thread's
+    # next request overwrites: each answer must still be its own rows'.
+    generator = np.random.default_rng(7)
+    for _ in range(6):
+        rows = generator.uniform(0.0, 8.0, (10_000, 4))
+        tensor = triton.InferInput("input-0", list(rows.shape), "FP64")
+        tensor.set_data_from_numpy(rows, binary_data=True)
+        result = client.infer(NAME, [tensor])
+        assert result.as_numpy("predict").tolist() == forest.predict(rows).tolist()
+
+
 @pytest.mark.parametrize("binary", [True, False])
 def test_tritonclient_requested_outputs(server: InferdServer, forest: Any,
                                         client: triton.InferenceServerClient,

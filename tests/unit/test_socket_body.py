@@ -12,6 +12,7 @@ import pytest
 from gunicorn.http.body import Body, LengthReader
 from gunicorn.http.unreader import SocketUnreader
 
+from inferd.web import socket_body
 from inferd.web.socket_body import read_exactly
 
 
@@ -74,3 +75,45 @@ def test_other_inputs_are_left_to_the_plain_read(
     started = _body(server, 6, buffered=b"abcdef")
     assert started.read(2) == b"ab"
     assert read_exactly(started, 6) is None  # partly read already
+
+
+def _received(server: socket.socket, client: socket.socket, payload: bytes,
+              reuse: bool) -> bytes | bytearray | memoryview | None:
+    sender = threading.Thread(target=client.sendall, args=(payload,))
+    sender.start()
+    body = read_exactly(_body(server, len(payload)), len(payload), reuse)
+    sender.join(10)
+    return body
+
+
+def test_a_large_body_read_for_reuse_comes_in_the_threads_kept_buffer(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    client, server = pair
+    first = bytes([1]) * socket_body.REUSE_MIN
+    second = bytes([2]) * (socket_body.REUSE_MIN + 7)
+    got = _received(server, client, first, reuse=True)
+    assert isinstance(got, memoryview) and got == first
+    kept = got.obj
+    got = _received(server, client, second, reuse=True)  # larger: a new kept buffer
+    assert isinstance(got, memoryview) and got == second and got.obj is not kept
+    kept = got.obj
+    got = _received(server, client, first, reuse=True)  # the same pages, overwritten
+    assert isinstance(got, memoryview) and got == first and got.obj is kept
+
+    elsewhere: list[object] = []
+    other = threading.Thread(target=lambda: elsewhere.append(
+        _received(server, client, second, reuse=True)))
+    other.start()
+    other.join(30)
+    assert elsewhere and elsewhere[0] == second
+    assert elsewhere[0].obj is not kept  # type: ignore[union-attr]  # its own buffer
+
+
+def test_only_bodies_in_the_reuse_range_and_asked_for_it_share_a_buffer(
+        pair: tuple[socket.socket, socket.socket]) -> None:
+    client, server = pair
+    for size, reuse in ((socket_body.REUSE_MIN, False), (socket_body.REUSE_MIN - 1, True),
+                        (socket_body.REUSE_MAX + 1, True)):
+        payload = bytes([3]) * size
+        got = _received(server, client, payload, reuse)
+        assert isinstance(got, bytearray) and got == payload  # a fresh buffer of its own

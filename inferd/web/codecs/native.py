@@ -42,7 +42,7 @@ def decode(body: bytes | bytearray, max_rows: int) -> np.ndarray:
     return decode_request(body, max_rows)[0]
 
 
-def json_object(body: bytes | bytearray, expected: str) -> dict[str, Any]:
+def json_object(body: bytes | bytearray | memoryview, expected: str) -> dict[str, Any]:
     """The JSON object a request body holds (shared by the protocols' codecs); a
     BadRequestError ending with `expected` otherwise."""
     if not body:

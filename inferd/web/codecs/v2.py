@@ -67,7 +67,7 @@ class InferRequest(NamedTuple):
 # -- decoding -------------------------------------------------------------------------------
 
 
-def decode(body: bytes | bytearray, header_length: str | None,
+def decode(body: bytes | bytearray | memoryview, header_length: str | None,
            max_rows: int) -> InferRequest:
     """`header_length`: the request's Inference-Header-Content-Length, None without one."""
     header, tail = v2_binary.split(body, header_length)

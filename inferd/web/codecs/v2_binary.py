@@ -29,8 +29,8 @@ HEADER = "Inference-Header-Content-Length"
 MEDIA = "application/octet-stream"
 
 
-def split(body: bytes | bytearray,
-          header_length: str | None) -> tuple[bytes | bytearray, memoryview]:
+def split(body: bytes | bytearray | memoryview,
+          header_length: str | None) -> tuple[bytes | bytearray | memoryview, memoryview]:
     """The JSON header and the binary tail of a request body. Without the header
     (`header_length` None) the whole body is JSON."""
     if header_length is None:
