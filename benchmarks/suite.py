@@ -274,7 +274,25 @@ class Suite:
         dirs = {"xgb": self.models.bc_xgb_dir, "lgb": self.models.bc_lgb_dir}
         for name in names:
             self.throughput(name, dirs[name], 30, [1], BREAST_CANCER_ROW)
+            self.cpu_alternated(name, dirs[name], BREAST_CANCER_ROW)
             self.memory_by_workers(name, dirs[name], 30)
+
+    def cpu_alternated(self, name: str, model_dir: Path, row: list[float],
+                       rounds: int = 3) -> None:
+        """Server CPU a one-row request of inferd and of the floor, both servers up and
+        loaded in turn, `rounds` times (the report takes the median of the rounds'
+        ratios): one 4 s window each, minutes apart, moved the ratio by 10-15% from one
+        run to the next on a shared machine, as much as the floor itself moved."""
+        workers, body = 2, self.bodies(1, len(row), row)["inferd"]
+        print(f"[{name}] floor and inferd alternated, {rounds} rounds ...", flush=True)
+        with running(start_floor(workers, self.log(f"floor-{name}-alternated"),
+                                 self.args.worker_class)) as floor, \
+                running(start_inferd(model_dir, self.inferd_state(name), workers,
+                                     self.log(f"inferd-{name}-alternated"),
+                                     self.args.worker_class)) as inferd:
+            figures = [{server.name: self.load(server, body)["server_cpu_ms_per_request"]
+                        for server in (floor, inferd)} for _ in range(rounds)]
+        self.results[f"cpu_alternated_{name}"] = figures
 
     def run_only(self, only: set[str]) -> dict[str, Any]:
         """Some scenarios of `run`, in its order."""
