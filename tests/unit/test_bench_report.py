@@ -3,6 +3,8 @@ never run in tests)."""
 
 from __future__ import annotations
 
+import pytest
+
 from benchmarks.report import alternated_efficiency, check
 from benchmarks.tools import parse_wrk
 
@@ -46,6 +48,6 @@ def test_check_fails_only_beyond_the_tolerance_or_the_target() -> None:
 def test_cpu_efficiency_is_the_median_of_the_alternated_rounds() -> None:
     rounds = [{"floor": 0.25, "inferd": 0.50}, {"floor": 0.30, "inferd": 0.40},
               {"floor": 0.20, "inferd": 0.25}]
-    assert alternated_efficiency(rounds) == 0.75  # of 0.5, 0.75 and 0.8
+    assert alternated_efficiency(rounds) == pytest.approx(0.75)  # of 0.5, 0.75 and 0.8
     assert alternated_efficiency(None) is None
     assert alternated_efficiency([{"floor": 0.2, "inferd": 0.0}]) is None
