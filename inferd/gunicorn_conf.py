@@ -88,6 +88,9 @@ def post_fork(server: Any, worker: Any) -> None:
 
 
 def post_worker_init(worker: Any) -> None:
+    from inferd.server import prefork
+
+    prefork.in_worker()  # a no-op once post_fork took the service over
     # Reads of a request's headers get a deadline (INFERD_READ_TIMEOUT): gunicorn's own
     # reads have none once the first byte came.
     slow_clients.bound_header_reads(worker, _settings)

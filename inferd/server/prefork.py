@@ -29,6 +29,8 @@ from inferd.common.settings import Settings
 from inferd.serving.service import WorkerService
 
 _service: WorkerService | None = None
+_master_pid: int | None = None
+_taken_over_in: int | None = None  # the worker process that took the service over
 _forking_last_worker = False
 APP = "inferd.app:app"
 
@@ -42,11 +44,11 @@ def serves_inferd(server: Any) -> bool:
 def open_service(settings: Settings) -> WorkerService:
     """In the master (gunicorn's `on_starting`, after the slot store is ready): open the
     service every worker will take over, with a compiled serving slot loaded."""
-    global _service
+    global _service, _master_pid
     service = WorkerService.open(settings, warm=False)
     if service.holder is not None and _serves_compiled(service):
         service.holder.preload()
-    _service = service
+    _service, _master_pid = service, os.getpid()
     os.register_at_fork(after_in_parent=_after_fork_in_master)
     return service
 
@@ -65,14 +67,23 @@ def before_fork(server: Any) -> None:
 
 
 def in_worker() -> None:
-    """gunicorn's `post_fork`, in the new worker: take the master's service over."""
-    if _service is not None:
-        _service.start_after_fork()
+    """In a new worker: take the master's service over, once. gunicorn's `post_fork`
+    calls it, and `post_worker_init` again in case a deployment's own configuration
+    replaced one of the two hooks."""
+    global _taken_over_in
+    if _service is None or _taken_over_in == os.getpid() or os.getpid() == _master_pid:
+        return
+    _taken_over_in = os.getpid()
+    _service.start_after_fork()
 
 
 def _after_fork_in_master() -> None:
+    # Registered for every fork of the process and inherited by the workers: only the
+    # master's forks of its workers count (a worker may fork, say a pyfunc model's
+    # multiprocessing, and must keep its model).
     global _forking_last_worker
-    if _forking_last_worker and _service is not None and _service.holder is not None:
+    if (os.getpid() == _master_pid and _forking_last_worker and _service is not None
+            and _service.holder is not None):
         _service.holder.forget()
     _forking_last_worker = False
 
@@ -85,5 +96,5 @@ def _serves_compiled(service: WorkerService) -> bool:
         generation = store.current_generation()
         return generation is not None and (
             store.read_manifest(generation).get("form") == "compiled")
-    except InferdError:
+    except (InferdError, OSError):
         return False  # each worker's own load says what is wrong

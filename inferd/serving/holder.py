@@ -135,6 +135,8 @@ class ModelHolder:
         """In a process forked from one that loaded the model: announce it and set its
         gauges, as this process would have had it loaded the model itself (the metrics'
         values and systemd's readiness are per process)."""
+        # A load that failed in the master is this process's to try again at once.
+        self.last_error, self._failed_counter, self._failures = None, None, 0
         model = self._state.model
         if model is not None:
             self._tell_loaded(model)
@@ -185,11 +187,15 @@ class ModelHolder:
 
     def _tell_loaded(self, model: LoadedModel) -> None:
         # This process serves `model` now: its gauges, its log line, and readiness.
-        metrics.slot_loaded(model.generation, model.manifest.get("metrics") or {},
-                            self._load_seconds)
         log.info("Worker loaded slot",
                  extra={"event": "slot_loaded", "generation": model.generation,
                         "version": model.version, "seconds": round(self._load_seconds, 4)})
+        try:
+            metrics.slot_loaded(model.generation, model.manifest.get("metrics") or {},
+                                self._load_seconds)
+        except Exception:  # noqa: BLE001  (a metrics file must not stop the model serving)
+            log.exception("Could not record the slot's metrics",
+                          extra={"event": "metrics_failed", "generation": model.generation})
         if self.on_loaded is not None:
             self.on_loaded(model)
 

@@ -6,7 +6,6 @@ loads the serving slot. Under inferd's gunicorn hooks the master builds it befor
 forks (`inferd.server.prefork`), so the workers share it copy-on-write, and each worker
 takes it over after the fork (`start_after_fork`); run without those hooks, the
 composition root (`inferd.app`) builds it in each worker. It owns:
-It owns:
 
 - the `ModelHolder` (the model this worker serves, kept in step with the counter);
 - the reload runner the admin endpoints and auto-refresh use (in a worker, each

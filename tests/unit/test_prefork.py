@@ -16,6 +16,8 @@ from typing import Any
 
 import pytest
 
+from inferd.common import metrics
+from inferd.common.errors import InferdError
 from inferd.common.settings import Settings
 from inferd.model.loaded import LoadedModel
 from inferd.reloading.reload import open_reloader
@@ -128,3 +130,42 @@ def test_only_inferds_app_gets_a_service_opened_in_the_master() -> None:
     assert prefork.serves_inferd(server("inferd.app:app"))
     assert prefork.serves_inferd(server(None, "inferd.app:app"))
     assert not prefork.serves_inferd(server("benchmarks.floor_app:app"))
+
+
+def test_a_workers_own_fork_keeps_its_model(compiled_slot: Settings,
+                                           no_prefork_service: None) -> None:
+    # The after-fork hook is inherited by the workers: a worker's own fork (a pyfunc
+    # model's multiprocessing, say) must not drop the worker's model.
+    service = prefork.open_service(compiled_slot)
+    assert service.holder is not None
+    prefork.before_fork(SimpleNamespace(num_workers=1, WORKERS={}))
+    prefork._master_pid = -1  # as in a worker: not the master's pid
+    prefork._after_fork_in_master()
+    assert service.holder.peek() is not None
+
+
+def test_a_load_the_master_failed_is_tried_again_at_once_in_a_worker(
+        compiled_slot: Settings) -> None:
+    holder, told = holder_told(compiled_slot)
+    store = open_reloader(compiled_slot).store
+    arrays = store.layout.slot(1) / "compiled" / "arrays"
+    damaged = next(arrays.iterdir())
+    damaged.write_bytes(b"damaged")
+    holder.preload()
+    assert holder.peek() is None and holder.last_error is not None
+    holder.adopt()  # in the worker, a failure the master met counts for nothing
+    assert holder.last_error is None
+    with pytest.raises(InferdError):
+        holder.current()  # tried at once (not after the retry pause), and fails again
+    assert holder._failures == 1 and told == []
+
+
+def test_metrics_that_cannot_be_written_do_not_stop_a_model_serving(
+        compiled_slot: Settings, monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: Any) -> None:
+        raise OSError("metrics directory is read-only")
+
+    monkeypatch.setattr(metrics, "slot_loaded", broken)
+    holder, told = holder_told(compiled_slot)
+    model = holder.current()
+    assert told == [model]
