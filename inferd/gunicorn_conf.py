@@ -51,14 +51,14 @@ def on_starting(server: Any) -> None:
     # chooses multiprocess mode on import, from the directory lifecycle exports.
     import inferd.app
     from inferd.server import prefork
-    from inferd.server.preload import preload_serving_modules
+    from inferd.server.preload import freeze_before_fork, preload_serving_modules
 
     preload_serving_modules()  # shared by every worker, copy-on-write
     if prefork.serves_inferd(server):
         # Built once here and shared likewise; each worker starts it (post_fork). The
         # settings again: lifecycle.on_starting exported the metrics directory to them.
         inferd.app.serve_prebuilt(prefork.open_service(load_settings()))
-        prefork.freeze()
+    freeze_before_fork()
     # Those imports and the slot load gave the master gauge files of its own; the
     # master serves no model, and the "live" gauges must not count it (livemin would
     # report 0).

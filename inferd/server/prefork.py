@@ -20,7 +20,6 @@ later (a restart, or `TTIN`) loads the slot itself.
 
 from __future__ import annotations
 
-import gc
 import os
 from typing import Any
 
@@ -51,13 +50,6 @@ def open_service(settings: Settings) -> WorkerService:
     _service, _master_pid = service, os.getpid()
     os.register_at_fork(after_in_parent=_after_fork_in_master)
     return service
-
-
-def freeze() -> None:
-    # Objects that exist now live as long as the master: freezing them keeps each
-    # worker's collector from writing to their pages (CPython's advice for pre-fork
-    # servers, gc.freeze docs).
-    gc.freeze()
 
 
 def before_fork(server: Any) -> None:

@@ -48,9 +48,13 @@ def preload_serving_modules() -> None:
 
     release_compiler_pages()  # LLVM's code pages: compiled, the workers never run them
     pin_malloc_mmap_threshold()
-    # Objects that exist now are never collected; freezing them keeps the collector
-    # from writing to them in each worker, which would copy their pages (CPython's
-    # advice for pre-fork servers, gc.freeze docs).
+
+
+def freeze_before_fork() -> None:
+    """The master's last step before it forks (after the preload and the workers'
+    service): objects that exist now are never collected, and freezing them keeps the
+    collector from writing to them in each worker, which would copy their pages
+    (CPython's advice for pre-fork servers, gc.freeze docs)."""
     gc.freeze()
 
 

@@ -26,6 +26,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from inferd.common import metrics
 from inferd.common.errors import InferdError, NoModelError, ServiceUnavailableError
@@ -128,8 +129,7 @@ class ModelHolder:
         model = self._state.model
         if model is not None:
             log.info("Master loaded slot for the workers it forks",
-                     extra={"event": "slot_preloaded", "generation": model.generation,
-                            "version": model.version, "seconds": round(self._load_seconds, 4)})
+                     extra=self._loaded_fields("slot_preloaded", model))
 
     def adopt(self) -> None:
         """In a process forked from one that loaded the model: announce it and set its
@@ -187,9 +187,7 @@ class ModelHolder:
 
     def _tell_loaded(self, model: LoadedModel) -> None:
         # This process serves `model` now: its gauges, its log line, and readiness.
-        log.info("Worker loaded slot",
-                 extra={"event": "slot_loaded", "generation": model.generation,
-                        "version": model.version, "seconds": round(self._load_seconds, 4)})
+        log.info("Worker loaded slot", extra=self._loaded_fields("slot_loaded", model))
         try:
             metrics.slot_loaded(model.generation, model.manifest.get("metrics") or {},
                                 self._load_seconds)
@@ -198,6 +196,10 @@ class ModelHolder:
                           extra={"event": "metrics_failed", "generation": model.generation})
         if self.on_loaded is not None:
             self.on_loaded(model)
+
+    def _loaded_fields(self, event: str, model: LoadedModel) -> dict[str, Any]:
+        return {"event": event, "generation": model.generation, "version": model.version,
+                "seconds": round(self._load_seconds, 4)}
 
     @property
     def open_error(self) -> str | None:
