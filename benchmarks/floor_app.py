@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import falcon
 
+from inferd.server import inline
+
 ANSWER = b'{"predictions":[0],"model_version":"1"}'
 
 
@@ -27,3 +29,5 @@ class Fixed:
 app = falcon.App()
 app.add_route("/predict", Fixed())
 app.req_options.strip_url_path_trailing_slash = True
+# Its one route is as quick as inferd's predictions: answered on the main thread alike.
+inline.answer_inline_when(lambda head: head.method == "POST")

@@ -80,12 +80,18 @@ def _wait(server: Server, path: str, timeout: float) -> Server:
     raise RuntimeError(f"{server.name} not ready after {timeout:.0f}s; see {server.log}")
 
 
+# inferd's own worker class (what inferd.gunicorn_conf names): the default for inferd and
+# the floor alike, so that the floor measures the server stack inferd runs on.
+INFERD_WORKER = "inferd.server.worker.InlineThreadWorker"
+
+
 def gunicorn_worker_args(worker_class: str, threads: int) -> list[str]:
     return ["-k", worker_class, "--threads", str(threads)]
 
 
 def start_inferd(model_path: Path, state_dir: Path, workers: int, log: Path,
-                 worker_class: str = "gthread", threads: int = 4, **extra_env: str) -> Server:
+                 worker_class: str = INFERD_WORKER, threads: int = 4,
+                 **extra_env: str) -> Server:
     port = free_port()
     env = clean_env(INFERD_STATE_DIR=str(state_dir), MODEL_SOURCE="local",
                     MODEL_PATH=str(model_path), INFERD_BIND=f"127.0.0.1:{port}",
@@ -98,7 +104,7 @@ def start_inferd(model_path: Path, state_dir: Path, workers: int, log: Path,
     return _wait(server, "/health/", 300)
 
 
-def start_floor(workers: int, log: Path, worker_class: str = "gthread",
+def start_floor(workers: int, log: Path, worker_class: str = INFERD_WORKER,
                 threads: int = 4) -> Server:
     """The bare Falcon app (`benchmarks.floor_app`) under inferd's own gunicorn settings
     and hooks (`-c python:inferd.gunicorn_conf`: JSON access lines, read deadlines), so

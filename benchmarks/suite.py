@@ -52,7 +52,14 @@ import requests
 
 from benchmarks import report, tools
 from benchmarks.models import Models, prepare
-from benchmarks.servers import Server, running, start_floor, start_inferd, start_mlflow
+from benchmarks.servers import (
+    INFERD_WORKER,
+    Server,
+    running,
+    start_floor,
+    start_inferd,
+    start_mlflow,
+)
 from benchmarks.v2_client import V2_MODEL_NAME, v2_binary, v2_binary_output
 
 IRIS_ROW = [5.1, 3.5, 1.4, 0.2]
@@ -360,7 +367,8 @@ def main() -> int:
                         help="allowed relative regression of a ratio in --check (0.35)")
     tools.add_output_arguments(parser)
     parser.add_argument("--connections", type=int, default=8)
-    parser.add_argument("--worker-class", default="gthread", choices=("gthread", "sync"))
+    parser.add_argument("--worker-class", default=INFERD_WORKER,
+                        choices=(INFERD_WORKER, "gthread", "sync"))
     parser.add_argument("--write-baseline", action="store_true",
                         help=f"also write the ratios to {BASELINE.name}")
     parser.add_argument("--only", default="",

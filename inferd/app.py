@@ -20,6 +20,8 @@ import falcon
 
 from inferd.common import logs
 from inferd.common.settings import load_settings
+from inferd.server import inline
+from inferd.serving.holder import ModelHolder
 from inferd.serving.service import WorkerService
 from inferd.usecases.admin import Admin
 from inferd.usecases.health import HealthCheck
@@ -65,7 +67,30 @@ def create_app(service: WorkerService) -> falcon.App:
         app.add_route(f"{model}/infer", v2.InferResource(
             served, predict, settings.max_body_bytes, settings.max_rows))
     docs.add_routes(app, settings)
+    inline.answer_inline_when(quick_routes(service.holder))
     return app
+
+
+_PREDICTIONS = frozenset({"/predict", "/predict/", "/invocations"})
+_PROBES = frozenset({"/ping", "/v2/health/live", "/v2/health/ready"})
+
+
+def quick_routes(holder: ModelHolder | None) -> inline.QuickRoute:
+    """The requests a worker answers on its main thread (`inferd.server.inline`): the
+    probes, and predictions while a compiled model serves and no load is due. A
+    fallback model's library may take milliseconds and a load longer, which the pool's
+    threads should spend; reloads, metrics and `/health/` (it may read the refresh
+    leader's files) go to the pool too."""
+
+    def quick(head: inline.RequestHead) -> bool:
+        if head.path in _PROBES:
+            return True
+        predicts = head.path in _PREDICTIONS or (
+            head.path.startswith("/v2/models/") and head.path.endswith("/infer"))
+        return (head.method == "POST" and predicts and holder is not None
+                and holder.serves_compiled())
+
+    return quick
 
 
 def _app_from_environment() -> falcon.App:

@@ -24,8 +24,9 @@ except ConfigError as exc:
 bind = _settings.bind
 workers = _settings.workers
 # gthread: a slow reload occupies one thread, while the worker's main loop keeps
-# answering gunicorn's heartbeat and its other threads keep serving predictions.
-worker_class = "gthread"
+# answering gunicorn's heartbeat and its other threads keep serving predictions. inferd's
+# subclass answers quick requests on that main loop itself (inferd/server/worker.py).
+worker_class = "inferd.server.worker.InlineThreadWorker"
 threads = _settings.threads
 timeout = _settings.worker_timeout
 graceful_timeout = 30

@@ -37,6 +37,7 @@ def preload_serving_modules() -> None:
     # of it llvmlite's code, released below), and every module `inferd.app` imports
     # (tests/unit/test_preload.py checks that a worker imports nothing more).
     import inferd.model.compiled.compile  # noqa: F401
+    import inferd.server.inline  # noqa: F401
     import inferd.serving.service  # noqa: F401
     import inferd.web.docs  # noqa: F401
     import inferd.web.middleware  # noqa: F401

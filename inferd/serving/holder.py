@@ -148,6 +148,14 @@ class ModelHolder:
         with self._switch:
             self._state = _State(seen_counter=-1, model=None)
 
+    def serves_compiled(self) -> bool:
+        """Whether `current()` would answer at once with a compiled model: one is held
+        and the counter has not moved (so no load is due)."""
+        state = self._state
+        model = state.model
+        return (model is not None and model.form == "compiled"
+                and self.counter.read() == state.seen_counter)
+
     def peek(self) -> LoadedModel | None:
         """The model as of the last refresh, without checking the counter."""
         return self._state.model
