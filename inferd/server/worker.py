@@ -36,6 +36,11 @@ _INT = struct.Struct("i")
 
 
 class InlineThreadWorker(ThreadWorker):
+    def init_process(self) -> None:
+        # Read once: gunicorn's settings are looked up by name on every access.
+        self._may_inline = not self.cfg.is_ssl  # TLS: the socket holds ciphertext
+        super().init_process()  # runs the worker's loop until it exits
+
     def on_client_socket_readable(self, conn: Any, client: socket.socket) -> None:
         if not self._may_answer_inline(conn):
             super().on_client_socket_readable(conn, client)
@@ -70,7 +75,7 @@ class InlineThreadWorker(ThreadWorker):
         super().finish_request(conn, fs)
 
     def _may_answer_inline(self, conn: Any) -> bool:
-        if self.cfg.is_ssl or conn.is_http2 or conn.parser is None:
+        if not self._may_inline or conn.is_http2 or conn.parser is None:
             return False
         try:
             peeked = conn.sock.recv(inline.MAX_INLINE_BYTES, _PEEK_FLAGS)

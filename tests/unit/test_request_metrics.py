@@ -63,3 +63,42 @@ def test_a_request_is_observed_as_counter_inc_and_histogram_observe_would() -> N
                 latency.observe(seconds)
         registries.append(registry)
     assert _samples(registries[0]) == _samples(registries[1])
+
+
+METRICS_FILES = r"""
+import json, os, sys
+from pathlib import Path
+from inferd.common import metrics
+
+routes = int(sys.argv[1])
+for i in range(routes):
+    metrics.observe_request("POST", f"/route/{i}", "200", 0.001 * i)
+files = Path(os.environ["PROMETHEUS_MULTIPROC_DIR"]).iterdir()
+sizes = {p.name.split("_")[0]: p.stat().st_size for p in files}
+text = metrics.exposition()[0].decode()
+counted = [line for line in text.splitlines() if line.startswith("ml_request_count_total{")]
+print(json.dumps({"sizes": sizes, "counted": len(counted)}))
+"""
+
+
+def test_a_workers_metric_files_start_small_and_grow_when_full(tmp_path: Any) -> None:
+    import json
+    import subprocess
+    import sys
+
+    from tests.support import clean_env
+
+    def run(routes: int) -> dict[str, Any]:
+        directory = tmp_path / str(routes)
+        directory.mkdir()
+        done = subprocess.run([sys.executable, "-c", METRICS_FILES, str(routes)],
+                              env=clean_env(PROMETHEUS_MULTIPROC_DIR=str(directory)),
+                              capture_output=True, text=True, timeout=60, check=True)
+        return dict(json.loads(done.stdout.strip().splitlines()[-1]))
+
+    few = run(3)
+    assert few["sizes"] and set(few["sizes"].values()) == {metrics.METRICS_FILE_BYTES}
+    assert few["counted"] == 3
+    many = run(200)  # a histogram's 200 series do not fit in 16 kB: the file grows
+    assert many["sizes"]["histogram"] > metrics.METRICS_FILE_BYTES
+    assert many["counted"] == 200
