@@ -72,23 +72,26 @@ def create_app(service: WorkerService) -> falcon.App:
 
 
 _PREDICTIONS = frozenset({"/predict", "/predict/", "/invocations"})
-_PROBES = frozenset({"/ping", "/v2/health/live", "/v2/health/ready"})
+# /ping and readiness ask the holder for the model, as a prediction does.
+_PROBES = frozenset({"/ping", "/v2/health/ready"})
 
 
 def quick_routes(holder: ModelHolder | None) -> inline.QuickRoute:
-    """The requests a worker answers on its main thread (`inferd.server.inline`): the
-    probes, and predictions while a compiled model serves and no load is due. A
-    fallback model's library may take milliseconds and a load longer, which the pool's
-    threads should spend; reloads, metrics and `/health/` (it may read the refresh
-    leader's files) go to the pool too."""
+    """The requests a worker answers on its main thread (`inferd.server.inline`):
+    liveness, and predictions and probes while a compiled model serves and no load is
+    due. A fallback model's library may take milliseconds and a load longer, which the
+    pool's threads should spend; reloads, metrics and `/health/` (it may read the
+    refresh leader's files) go to the pool too."""
 
     def quick(head: inline.RequestHead) -> bool:
-        if head.path in _PROBES:
+        if head.path == "/v2/health/live":
             return True
-        predicts = head.path in _PREDICTIONS or (
-            head.path.startswith("/v2/models/") and head.path.endswith("/infer"))
-        return (head.method == "POST" and predicts and holder is not None
-                and holder.serves_compiled())
+        if head.path in _PROBES:
+            asks_model = head.method in ("GET", "HEAD")
+        else:
+            asks_model = head.method == "POST" and (head.path in _PREDICTIONS or (
+                head.path.startswith("/v2/models/") and head.path.endswith("/infer")))
+        return asks_model and holder is not None and holder.serves_compiled()
 
     return quick
 

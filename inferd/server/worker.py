@@ -9,22 +9,23 @@ says it may (whole, small, a quick route): the connection stays in the loop, and
 request costs no thread switch. Everything else (a new connection's first request, a
 large or partly received body, a slow route, TLS) goes to the pool as in gthread.
 
-Measured on a one-row prediction, 2 workers, 8 connections (`python -m
-benchmarks.worker_class`): the floor's server CPU a request 230 -> 170 us.
+The main thread must never wait on a client, since it also answers gunicorn's heartbeat
+and every other connection of the worker:
 
-The main thread still answers gunicorn's heartbeat between requests: an inline request
-is one that answers in microseconds, and it cannot wait on the client, since it is
-already whole in the socket and the socket's send queue is empty before it starts (so
-its answer, a few kB, goes into the kernel's buffer without waiting for the client to
-read).
+- reading: the request is whole in the socket before it starts (peeked at);
+- writing: what gunicorn writes for it is held in memory (`_HeldSends`) and sent in
+  one non-blocking call; if the client's window does not take it all, a pool thread
+  sends the rest, blocking as gthread's threads always do, and the connection carries
+  on from the pool. One send a response instead of gunicorn's two (head, then body).
+
+Measured side by side in `python -m benchmarks.worker_class` and the suite
+(docs/performance.md, "Worker class").
 """
 
 from __future__ import annotations
 
-import fcntl
+import contextlib
 import socket
-import struct
-import termios
 from typing import Any
 
 from gunicorn.workers.gthread import ThreadWorker
@@ -32,7 +33,6 @@ from gunicorn.workers.gthread import ThreadWorker
 from inferd.server import inline
 
 _PEEK_FLAGS = socket.MSG_PEEK | socket.MSG_DONTWAIT
-_INT = struct.Struct("i")
 
 
 class InlineThreadWorker(ThreadWorker):
@@ -48,20 +48,31 @@ class InlineThreadWorker(ThreadWorker):
         # Out of the keep-alive queue while it is answered, as a pool thread's would
         # be: gunicorn's limit on kept-alive connections counts the others.
         self.keepalived_conns.remove(conn)
-        keepalive = self.handle(conn)
-        if keepalive is True and self.alive and not _read_ahead(conn):
+        try:
+            keepalive, unsent = self._answer(conn)
+        except Exception:  # gunicorn's `handle` answers the request's own errors
+            self.log.exception("Error answering a request on the main thread")
+            keepalive, unsent = False, b""
+        if keepalive is True and not unsent and self.alive and not _read_ahead(conn):
             conn.sock.setblocking(False)
             conn.set_timeout()
             self.keepalived_conns.append(conn)  # still registered in the loop
             return
         self.poller.unregister(client)
-        if keepalive is True and self.alive:
+        if unsent:
+            # The client's window did not take the whole answer: a pool thread sends the
+            # rest, then `finish_request` keeps or closes the connection as it says.
+            future = self.tpool.submit(_send_rest, conn, unsent, keepalive)
+            future.add_done_callback(
+                lambda done: self.method_queue.defer(self.finish_request, conn, done))
+        elif keepalive is True and self.alive:
             # The client pipelined its next request behind this one, and the parser
             # has read some of it: the loop would not see it, the pool answers it.
             self.enqueue_req(conn)
         else:
             self.nr_conns -= 1
-            conn.close(graceful=True)
+            with contextlib.suppress(OSError):  # gunicorn may have closed it already
+                conn.close(graceful=True)
 
     def finish_request(self, conn: Any, fs: Any) -> None:
         # gthread puts a kept-alive connection back in its loop, which waits for the
@@ -78,19 +89,63 @@ class InlineThreadWorker(ThreadWorker):
         if not self._may_inline or conn.is_http2 or conn.parser is None:
             return False
         try:
-            peeked = conn.sock.recv(inline.MAX_INLINE_BYTES, _PEEK_FLAGS)
-            return inline.answers_inline(peeked) and _unsent_bytes(conn.sock) == 0
+            return inline.answers_inline(conn.sock.recv(inline.MAX_INLINE_BYTES, _PEEK_FLAGS))
         except OSError:
             return False  # the pool meets the error and closes the connection
+
+    def _answer(self, conn: Any) -> tuple[Any, bytes | memoryview]:
+        """gthread's `handle` on this thread, its writes held and then sent without
+        waiting: whether to keep the connection, and what the socket did not take."""
+        sock = conn.sock
+        held = _HeldSends(sock)
+        conn.sock = held
+        try:
+            keepalive = self.handle(conn)
+        finally:
+            conn.sock = sock
+        if not held.data:
+            return keepalive, b""
+        try:
+            sent = sock.send(held.data, socket.MSG_DONTWAIT)
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            return False, b""  # the client has gone: nothing to send it, nothing to keep
+        return keepalive, memoryview(held.data)[sent:]
+
+
+class _HeldSends:
+    """A connection's socket while the main thread answers on it: gunicorn's writes
+    (`sendall`, `send`) are kept in `data`; everything else is the socket's. Quick
+    routes answer with bytes, never a file (gunicorn would `sendfile` to the socket's
+    descriptor directly, past what is held)."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self._sock = sock
+        self.data = bytearray()
+
+    def sendall(self, data: bytes) -> None:
+        self.data += data
+
+    def send(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._sock, name)
+
+
+def _send_rest(conn: Any, unsent: bytes | memoryview, keepalive: Any) -> Any:
+    """In a pool thread: the rest of an answer the main thread began; then, as gthread's
+    `handle` returns, whether to keep the connection."""
+    conn.sock.setblocking(True)
+    conn.sock.sendall(unsent)
+    return keepalive
 
 
 def _read_ahead(conn: Any) -> bool:
     """Whether gunicorn's parser holds bytes of the connection's next request."""
-    buffered = conn.parser.unreader.buf
-    return bool(buffered.seek(0, 2))
-
-
-def _unsent_bytes(sock: socket.socket) -> int:
-    """Bytes of earlier answers still in the socket's send queue (Linux SIOCOUTQ)."""
-    queued = fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0")
-    return int(_INT.unpack(queued)[0])
+    if conn.parser is None:
+        return False
+    with conn.parser.unreader.buf.getbuffer() as buffered:
+        return buffered.nbytes > 0

@@ -7,11 +7,15 @@ thread, real sockets.
 - Everything the main thread must not answer still answers, from the pool: requests
   pipelined behind another, a body that arrives in two parts, a body over the inline
   limit, a route that is not quick (/metrics), `Connection: close`.
+- A client that sends requests with large answers and reads none holds at most the
+  pool's thread (which finishes the answer the socket would not take), never the main
+  thread; once it reads, it gets every answer, whole and in order.
 """
 
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -44,10 +48,14 @@ class Connection:
     """One kept-alive HTTP/1.1 connection, written and read by hand so that a test
     chooses how the bytes arrive."""
 
-    def __init__(self, server: InferdServer) -> None:
+    def __init__(self, server: InferdServer, receive_buffer: int | None = None) -> None:
         port = urlsplit(server.url).port
         assert port is not None
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=READ_TIMEOUT * 3)
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if receive_buffer is not None:  # before connecting: it sets the window offered
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(READ_TIMEOUT * 3)
+        self.sock.connect(("127.0.0.1", port))
         self.reader = self.sock.makefile("rb")
 
     def close(self) -> None:
@@ -163,3 +171,55 @@ def test_requests_the_main_thread_leaves_to_the_pool_all_answer(
         assert client.closed_by_server()
     finally:
         client.close()
+
+
+def test_a_client_that_reads_no_answer_holds_the_pool_thread_not_the_main_one(
+        server: InferdServer, expected: list[object]) -> None:
+    rows = IRIS_ROWS * 260  # 14 kB of body, inline; tens of kB of probabilities back
+    proba = post("/predict/", orjson.dumps({"features": rows, "output": "predict_proba"}))
+    assert len(proba) < 16384
+    client, stuck = Connection(server), Connection(server, receive_buffer=4096)
+    sent: list[int] = []
+
+    def send_without_reading(count: int) -> None:
+        for i in range(count):
+            stuck.send(proba)  # blocks once every buffer on the way is full
+            sent.append(i)
+
+    try:
+        client.send(PREDICT)
+        assert predictions(client.answer()) == expected
+        stuck.send(proba)
+        status, _, first = stuck.answer()
+        assert status == 200 and len(orjson.loads(first)["predictions"]) == len(rows)
+        # More answers than the socket buffers hold (the kernel grows a send buffer up
+        # to 4 MB, net.ipv4.tcp_wmem), and requests behind them.
+        unread = 8 * 2**20 // len(first) + 1
+        sender = threading.Thread(target=send_without_reading, args=(unread,), daemon=True)
+        sender.start()
+        deadline = time.monotonic() + 30
+        while not _stalled(sent):
+            assert time.monotonic() < deadline, "the client's sends never stalled"
+        assert sender.is_alive(), "every request was taken: the buffers never filled"
+        for _ in range(10):
+            started = time.monotonic()
+            client.send(PREDICT)
+            assert predictions(client.answer()) == expected
+            assert time.monotonic() - started < PROMPT_SECONDS
+        answers = [stuck.answer() for _ in range(unread)]
+        assert [(status, body) for status, _, body in answers] == [(200, first)] * unread
+        sender.join(READ_TIMEOUT)
+        assert len(sent) == unread
+        client.send(b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        status, _, _ = client.answer()
+        assert status == 200
+    finally:
+        client.close()
+        stuck.close()
+
+
+def _stalled(sent: list[int], seconds: float = 0.5) -> bool:
+    """Whether no request was sent for `seconds`."""
+    before = len(sent)
+    time.sleep(seconds)
+    return len(sent) == before
