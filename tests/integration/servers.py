@@ -400,15 +400,20 @@ class LoadGenerator:
     """Client threads posting predictions until stopped, or until a time or count cap.
 
     fresh=True opens a new connection per request; otherwise each thread keeps one
-    keep-alive `requests.Session`, like a pooled production client.
+    keep-alive `requests.Session`, like a pooled production client. A thread starts a
+    request at most every `pace_seconds`, and so at most max_seconds / pace_seconds of
+    them: the time cap is the one a test meets. (A fixed count of 5000 a thread ran out
+    in about 15 s once a kept-alive prediction took 3 ms, and stopped the load in the
+    middle of tests that need it for a minute.)
     """
 
     def __init__(self, url: str, threads: int = 4, fresh: bool = False,
-                 max_seconds: float = 60.0, max_requests_per_thread: int = 5000) -> None:
+                 max_seconds: float = 60.0, pace_seconds: float = 0.001) -> None:
         self.url = f"{url}/predict/"
         self.fresh = fresh
         self.max_seconds = max_seconds
-        self.max_requests = max_requests_per_thread
+        self.pace_seconds = pace_seconds
+        self.max_requests = int(max_seconds / pace_seconds) + 1
         self.stop_event = threading.Event()
         self.outcomes: list[Outcome] = []
         self._lock = threading.Lock()
@@ -425,6 +430,7 @@ class LoadGenerator:
                 outcome = self._one(session)
                 with self._lock:
                     self.outcomes.append(outcome)
+                time.sleep(max(0.0, outcome.started + self.pace_seconds - time.monotonic()))
         finally:
             if session is not None:
                 session.close()
@@ -451,8 +457,17 @@ class LoadGenerator:
     def wait_requests(self, n: int, timeout: float = 30.0) -> None:
         """Block until at least `n` more requests have completed, over all threads."""
         target = self.completed() + n
-        wait_for(lambda: self.completed() >= target, timeout, f"{n} more requests under load",
-                 interval=0.02)
+
+        def arrived() -> bool:
+            if self.completed() >= target:
+                return True
+            if not any(thread.is_alive() for thread in self._threads):
+                pytest.fail(f"the load stopped before {n} more requests: its cap of "
+                            f"{self.max_seconds:g} s or {self.max_requests} requests a "
+                            "thread ran out")
+            return False
+
+        wait_for(arrived, timeout, f"{n} more requests under load", interval=0.02)
 
     def __enter__(self) -> LoadGenerator:
         for thread in self._threads:
