@@ -309,19 +309,20 @@ def start_inferd(base: Path, env: dict[str, str], *, workers: int = 2,
 
 
 def start_local(base: Path, model: object, *, admin_token: str | None = None,
-                **env: str) -> InferdServer:
+                workers: int = 2, **env: str) -> InferdServer:
     """`start_inferd` with MODEL_SOURCE=local serving `model`, saved with joblib at
     `base/models/model.joblib` (the server's `model_path`, for tests that swap it)."""
     from tests.fakes import write_model
 
     model_path = write_model(base / "models" / "model.joblib", model)
     return start_inferd(base, {"MODEL_SOURCE": "local", "MODEL_PATH": str(model_path), **env},
-                        admin_token=admin_token)
+                        admin_token=admin_token, workers=workers)
 
 
-def module_server(name: str, *, admin_token: str | None = None, **env: str) -> Any:
-    """A module-scoped fixture: a 2-worker server on a small iris forest from a local
-    file, started once for the module's tests and stopped cleanly after them.
+def module_server(name: str, *, admin_token: str | None = None, workers: int = 2,
+                  **env: str) -> Any:
+    """A module-scoped fixture: a server (2 workers unless told) on a small iris forest
+    from a local file, started once for the module's tests and stopped cleanly after them.
 
         server = module_server("admin", admin_token=TOKEN)
     """
@@ -330,7 +331,7 @@ def module_server(name: str, *, admin_token: str | None = None, **env: str) -> A
     @pytest.fixture(scope="module")
     def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
         srv = start_local(tmp_path_factory.mktemp(name), iris_forest(n_estimators=3),
-                          admin_token=admin_token, **env)
+                          admin_token=admin_token, workers=workers, **env)
         yield srv
         stop_inferd(srv)
 

@@ -17,14 +17,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import orjson
 import pytest
 
-from tests.fakes import iris_forest, write_model
-from tests.integration.servers import IRIS_ROWS, InferdServer, start_inferd, stop_inferd
+from tests.integration.servers import IRIS_ROWS, InferdServer, module_server
 
 pytestmark = pytest.mark.integration
 
@@ -33,15 +31,8 @@ READ_TIMEOUT = 6.0
 PROMPT_SECONDS = 1.5
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
-    base = tmp_path_factory.mktemp("inline")
-    model_path = write_model(base / "model.joblib", iris_forest(n_estimators=3))
-    srv = start_inferd(base, {"MODEL_SOURCE": "local", "MODEL_PATH": str(model_path),
-                              "INFERD_THREADS": "1", "INFERD_READ_TIMEOUT": str(READ_TIMEOUT)},
-                       workers=1)
-    yield srv
-    stop_inferd(srv)
+server = module_server("inline", workers=1, INFERD_THREADS="1",
+                       INFERD_READ_TIMEOUT=str(READ_TIMEOUT))
 
 
 class Connection:

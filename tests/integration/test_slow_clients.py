@@ -10,14 +10,12 @@ predictions keep answering within a bounded time.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from urllib.parse import urlsplit
 
 import pytest
 import requests
 
-from tests.fakes import iris_forest, write_model
-from tests.integration.servers import IRIS_ROWS, InferdServer, start_inferd, stop_inferd
+from tests.integration.servers import IRIS_ROWS, InferdServer, module_server
 from tests.integration.slow_clients import SlowClient
 
 pytestmark = pytest.mark.integration
@@ -29,15 +27,8 @@ WINDOW_SECONDS = 10.0
 BOUND_SECONDS = 4 * READ_TIMEOUT
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[InferdServer]:
-    base = tmp_path_factory.mktemp("slow")
-    model_path = write_model(base / "model.joblib", iris_forest(n_estimators=3))
-    srv = start_inferd(base, {"MODEL_SOURCE": "local", "MODEL_PATH": str(model_path),
-                              "INFERD_THREADS": "2", "INFERD_READ_TIMEOUT": str(READ_TIMEOUT)},
-                       workers=1)
-    yield srv
-    stop_inferd(srv)
+server = module_server("slow", workers=1, INFERD_THREADS="2",
+                       INFERD_READ_TIMEOUT=str(READ_TIMEOUT))
 
 
 def test_slow_clients_do_not_starve_predictions(server: InferdServer) -> None:
